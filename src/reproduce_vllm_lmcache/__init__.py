@@ -1,0 +1,1 @@
+"""Reproduce, develop and measure the vLLM + LMCache KV-cache path on CPU."""

@@ -1,0 +1,52 @@
+"""Knobs: defaults from ``defaults.env`` at the repository root, overridden by the environment.
+
+Standard library only: setup runs this before the project environment exists.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS_FILE = ROOT / "defaults.env"
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """Parse ``KEY=value`` lines; blank lines and ``#`` comments are skipped."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"{DEFAULTS_FILE.name}:{number}: expected KEY=value, got {raw!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def defaults() -> dict[str, str]:
+    return parse_env_file(DEFAULTS_FILE.read_text())
+
+
+def get(key: str, environ: dict[str, str] | None = None) -> str:
+    """The knob's value: the environment's if set, else the default from defaults.env."""
+    env = os.environ if environ is None else environ
+    if key in env:
+        return env[key]
+    known = defaults()
+    if key not in known:
+        raise KeyError(f"unknown knob {key}: add it to {DEFAULTS_FILE.name}")
+    return known[key]
+
+
+def path(key: str, environ: dict[str, str] | None = None) -> Path:
+    """A path knob: ``~`` expanded, relative paths taken from the repository root."""
+    value = Path(get(key, environ)).expanduser()
+    return value if value.is_absolute() else ROOT / value
+
+
+def resolved() -> dict[str, str]:
+    """Every knob with the value in force now."""
+    return {key: get(key) for key in defaults()}
