@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import checkouts, config, fetch, patches, pins, wheels
+from . import model as model_mod
 from .config import ROOT
 
 VENV = ROOT / ".venv"
@@ -46,22 +47,27 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> None:
         raise SetupError(f"`{' '.join(cmd)}` failed with exit code {result.returncode} (see output above)")
 
 
+def disk_problem(place: Path, need_gib: float) -> str | None:
+    """Why ``place`` cannot take a fresh install of ``need_gib`` GiB, or None."""
+    free = shutil.disk_usage(place).free / GIB
+    if free >= need_gib:
+        return None
+    return (
+        f"only {free:.1f} GiB free at {place}; setup needs about {need_gib:g} GiB. "
+        "Free some space (or point REPRO_CACHE_DIR / UV_CACHE_DIR elsewhere) and rerun"
+    )
+
+
 def check_disk() -> str:
     """Refuse to start a fresh install without room for it."""
-    need = float(config.get("REPRO_MIN_FREE_GB"))
-    fresh = [p for p in (VENV, pins.source("vllm").path, pins.source("lmcache").path) if not p.exists()]
-    places = {ROOT, config.path("REPRO_CACHE_DIR").parent}
-    report = []
+    places = [ROOT, config.path("REPRO_CACHE_DIR")]
+    fresh = not all(p.exists() for p in (VENV, pins.source("vllm").path, pins.source("lmcache").path))
     for place in places:
         place.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(place).free / GIB
-        report.append(f"{free:.0f} GiB free at {place}")
-        if fresh and free < need:
-            raise SetupError(
-                f"only {free:.1f} GiB free at {place}; a fresh setup needs about {need:g} GiB. "
-                "Free some space (or point REPRO_CACHE_DIR / UV_CACHE_DIR elsewhere) and rerun"
-            )
-    return "; ".join(report)
+        problem = disk_problem(place, float(config.get("REPRO_MIN_FREE_GB"))) if fresh else None
+        if problem:
+            raise SetupError(problem)
+    return "; ".join(f"{shutil.disk_usage(p).free / GIB:.0f} GiB free at {p}" for p in places)
 
 
 def ensure_checkouts() -> str:
@@ -119,7 +125,8 @@ def sync() -> str:
     env = build_env()
     if not VENV_PYTHON.exists():
         run(["uv", "venv", "--python", sys.executable, str(VENV)])
-    run(["uv", "sync", "--frozen", "--no-install-package", "vllm", "--no-install-package", "lmcache"], env=env)
+    # --inexact: keep an installed vLLM/LMCache instead of removing it between the phases.
+    run(["uv", "sync", "--frozen", "--inexact", "--no-install-package", "vllm", "--no-install-package", "lmcache"], env=env)
     run(["uv", "sync", "--frozen"], env=env)
     return "environment matches uv.lock"
 
@@ -138,6 +145,8 @@ def prepare_model() -> str:
         if target.exists():
             return f"REPRO_MODEL={model}: local directory, used as is"
         return f"REPRO_MODEL={model}: not a local directory, vLLM loads it as a Hugging Face id"
+    if model_mod.is_prepared(target):
+        return f"{target.relative_to(ROOT)} already prepared"
     run([str(VENV_PYTHON), "-m", "reproduce_vllm_lmcache.model", "--out", str(target)])
     return f"{target.relative_to(ROOT)} ready"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import config, fetch
 from .pins import Artifact, Source
 
+BUILD_OUTPUTS = ["*.egg-info/", "/*/_version.py", "*.so", "/build/", "__pycache__/"]
 GIT_IDENTITY = ["-c", "user.name=reproduce-vllm-lmcache", "-c", "user.email=repro@localhost"]
 
 
@@ -74,7 +75,9 @@ def from_sdist(src: Source, dest: Path) -> str:
         (top,) = Path(tmp).iterdir()
         top.rename(dest)
     git(dest, "init", "--quiet", "--initial-branch=workspace")
-    git(dest, "add", "--all", "--force")
+    # Files the editable builds regenerate are build outputs, not sources to track.
+    (dest / ".git" / "info" / "exclude").write_text("\n".join(BUILD_OUTPUTS) + "\n")
+    git(dest, "add", "--all")
     git(dest, "commit", "--quiet", "--no-verify", "-m", f"{src.key} {src.version} from {src.sdist} (sha256 {src.sdist_sha256})")
     git(dest, "tag", src.git_tag)
     return f"PyPI sdist {src.sdist}, sha256 verified"

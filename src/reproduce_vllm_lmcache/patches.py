@@ -74,7 +74,7 @@ def apply(repo: Path, patch: Patch) -> State:
     if found is State.CONFLICT:
         detail = git(repo, "apply", "--check", str(patch.path), check=False).stderr.strip()
         raise PatchError(
-            f"patch {patch.path.relative_to(ROOT)} does not apply to {repo.name}/ ({detail}); "
+            f"patch {patch.path} does not apply to {repo.name}/ ({detail}); "
             "fix the patch or your edits to those lines, then rerun"
         )
     if found is State.APPLICABLE:

@@ -1,0 +1,85 @@
+"""Patch detection and application on small throwaway git repositories."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reproduce_vllm_lmcache import checkouts, patches
+
+PATCH = """Reason: make the greeting polite.
+diff --git a/hello.txt b/hello.txt
+--- a/hello.txt
++++ b/hello.txt
+@@ -1 +1 @@
+-hi
++hello
+"""
+
+
+def make_repo(path: Path, content: str) -> Path:
+    path.mkdir()
+    (path / "hello.txt").write_text(content)
+    checkouts.git(path, "init", "--quiet")
+    checkouts.git(path, "add", "hello.txt")
+    checkouts.git(path, "commit", "--quiet", "-m", "upstream")
+    return path
+
+
+@pytest.fixture
+def patch(tmp_path: Path) -> patches.Patch:
+    path = tmp_path / "0001-polite.patch"
+    path.write_text(PATCH)
+    return patches.Patch(path)
+
+
+def test_applicable_patch_is_committed_then_detected_as_applied(tmp_path, patch) -> None:
+    repo = make_repo(tmp_path / "repo", "hi\n")
+    assert patches.state(repo, patch) is patches.State.APPLICABLE
+    assert patches.apply(repo, patch) is patches.State.APPLICABLE
+    assert (repo / "hello.txt").read_text() == "hello\n"
+    assert patches.state(repo, patch) is patches.State.APPLIED
+    assert checkouts.local_edits(repo) == []
+    # A second apply changes nothing.
+    assert patches.apply(repo, patch) is patches.State.APPLIED
+    log = checkouts.git(repo, "log", "--format=%s").stdout.splitlines()
+    assert log == ["workspace patch 0001-polite: make the greeting polite.", "upstream"]
+
+
+def test_patch_already_in_the_source_is_not_applied_again(tmp_path, patch) -> None:
+    repo = make_repo(tmp_path / "repo", "hello\n")
+    assert patches.apply(repo, patch) is patches.State.UPSTREAM
+    assert checkouts.git(repo, "rev-list", "--count", "HEAD").stdout.strip() == "1"
+
+
+def test_conflicting_patch_is_a_clear_error_and_leaves_the_tree_alone(tmp_path, patch) -> None:
+    repo = make_repo(tmp_path / "repo", "bonjour\n")
+    assert patches.state(repo, patch) is patches.State.CONFLICT
+    with pytest.raises(patches.PatchError, match="does not apply"):
+        patches.apply(repo, patch)
+    assert (repo / "hello.txt").read_text() == "bonjour\n"
+
+
+def test_user_edits_elsewhere_survive_patching(tmp_path, patch) -> None:
+    repo = make_repo(tmp_path / "repo", "hi\n")
+    (repo / "other.txt").write_text("mine\n")
+    checkouts.git(repo, "add", "other.txt")
+    checkouts.git(repo, "commit", "--quiet", "-m", "user")
+    (repo / "other.txt").write_text("mine, edited\n")
+    patches.apply(repo, patch)
+    assert checkouts.local_edits(repo) == ["other.txt"]
+
+
+def test_patch_without_reason_line_is_rejected(tmp_path) -> None:
+    path = tmp_path / "0002-bare.patch"
+    path.write_text(PATCH.split("\n", 1)[1])
+    with pytest.raises(patches.PatchError, match="Reason"):
+        _ = patches.Patch(path).reason
+
+
+def test_every_workspace_patch_has_a_reason() -> None:
+    found = list(patches.PATCH_DIR.rglob("*.patch"))
+    assert found, "the vLLM slot-mapping patch is missing"
+    for path in found:
+        assert patches.Patch(path).reason
+        assert subprocess.run(["git", "apply", "--stat", str(path)], capture_output=True).returncode == 0
