@@ -1,0 +1,237 @@
+"""The knobs of defaults.env, validated and typed, and the server command lines built from them.
+
+Every check happens here, before any server starts; bash scripts only run what this builds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import config
+
+DTYPES = ("float32", "bfloat16", "float16")
+TRANSFER_MODES = ("lmcache_driven", "engine_driven")
+EVICTION_POLICIES = ("LRU", "ARC", "IsolatedLRU", "noop")
+FAILURE_POLICIES = ("recompute", "fail")
+
+
+class KnobError(ValueError):
+    """A knob has a value the workspace cannot use; the message names knob and fix."""
+
+
+def cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def resolve_dtype(value: str, machine: str, flags: set[str]) -> str:
+    """``auto``: bfloat16 only where the CPU computes it natively (AVX-512 BF16), else float32."""
+    if value == "auto":
+        native_bf16 = machine in ("x86_64", "AMD64") and "avx512_bf16" in flags
+        return "bfloat16" if native_bf16 else "float32"
+    if value not in DTYPES:
+        raise KnobError(f"REPRO_DTYPE={value!r}: expected auto or one of {', '.join(DTYPES)}")
+    return value
+
+
+def _int(env: dict[str, str], key: str, minimum: int = 1, maximum: int | None = None) -> int:
+    raw = config.get(key, env)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise KnobError(f"{key}={raw!r}: expected a whole number") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise KnobError(f"{key}={value}: must be {bound}")
+    return value
+
+
+def _float(env: dict[str, str], key: str) -> float:
+    raw = config.get(key, env)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise KnobError(f"{key}={raw!r}: expected a number") from None
+    if not value > 0:
+        raise KnobError(f"{key}={value}: must be > 0")
+    return value
+
+
+def _choice(env: dict[str, str], key: str, choices: tuple[str, ...]) -> str:
+    value = config.get(key, env)
+    if value not in choices:
+        raise KnobError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _flag(env: dict[str, str], key: str) -> bool:
+    return _choice(env, key, ("0", "1")) == "1"
+
+
+def _port(env: dict[str, str], key: str) -> int:
+    return _int(env, key, 1, 65535)
+
+
+def threads_bind(value: str, cores: int) -> str:
+    if value == "all":
+        return f"0-{cores - 1}" if sys.platform == "linux" else "nobind"
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    lmcache_port: int
+    lmcache_http_port: int
+    l1_size_gb: float
+    eviction_policy: str
+    chunk_size: int
+    lmcache_telemetry: bool
+    vllm_port: int
+    model: str
+    dtype: str
+    max_model_len: int
+    max_num_seqs: int
+    vllm_kv_space_gb: int
+    transfer_mode: str
+    prefix_caching: bool
+    enforce_eager: bool
+    kv_load_failure_policy: str
+    threads_bind: str
+    prompt_tokens: tuple[int, ...]
+    max_tokens: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ) if env is None else env
+        ports = {key: _port(env, key) for key in ("REPRO_LMCACHE_PORT", "REPRO_LMCACHE_HTTP_PORT", "REPRO_VLLM_PORT")}
+        if len(set(ports.values())) != len(ports):
+            raise KnobError(f"ports must differ: {ports}")
+        host = config.get("REPRO_HOST", env)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise KnobError(f"REPRO_HOST={host!r}: servers bind to loopback only (127.0.0.1, localhost or ::1)")
+        raw_lengths = config.get("REPRO_PROMPT_TOKENS", env)
+        try:
+            lengths = tuple(int(x) for x in raw_lengths.replace(" ", ",").split(",") if x)
+        except ValueError:
+            raise KnobError(f"REPRO_PROMPT_TOKENS={raw_lengths!r}: expected numbers like 640,3000") from None
+        max_model_len = _int(env, "REPRO_MAX_MODEL_LEN", 16)
+        max_tokens = _int(env, "REPRO_MAX_TOKENS")
+        for length in lengths:
+            if length < 1 or length + max_tokens > max_model_len:
+                raise KnobError(
+                    f"REPRO_PROMPT_TOKENS: {length} + {max_tokens} output tokens does not fit "
+                    f"REPRO_MAX_MODEL_LEN={max_model_len}; shorten the prompt or raise the limit"
+                )
+        model = config.get("REPRO_MODEL", env)
+        model_path = config.path("REPRO_MODEL", env)
+        looks_local = model.startswith((".", "/", "~")) or model.startswith("models/") or model.count("/") != 1
+        if looks_local and not model_path.is_dir():
+            raise KnobError(f"REPRO_MODEL={model!r}: no such model directory ({model_path}); run scripts/setup.sh")
+        return cls(
+            host=host,
+            lmcache_port=ports["REPRO_LMCACHE_PORT"],
+            lmcache_http_port=ports["REPRO_LMCACHE_HTTP_PORT"],
+            l1_size_gb=_float(env, "REPRO_L1_SIZE_GB"),
+            eviction_policy=_choice(env, "REPRO_EVICTION_POLICY", EVICTION_POLICIES),
+            chunk_size=_int(env, "REPRO_CHUNK_SIZE", 16),
+            lmcache_telemetry=_choice(env, "REPRO_LMCACHE_TELEMETRY", ("true", "false")) == "true",
+            vllm_port=ports["REPRO_VLLM_PORT"],
+            model=str(model_path) if model_path.is_dir() else model,
+            dtype=resolve_dtype(config.get("REPRO_DTYPE", env), platform.machine(), cpu_flags()),
+            max_model_len=max_model_len,
+            max_num_seqs=_int(env, "REPRO_MAX_NUM_SEQS"),
+            vllm_kv_space_gb=_int(env, "REPRO_VLLM_KV_SPACE_GB"),
+            transfer_mode=_choice(env, "REPRO_TRANSFER_MODE", TRANSFER_MODES),
+            prefix_caching=_flag(env, "REPRO_PREFIX_CACHING"),
+            enforce_eager=_flag(env, "REPRO_ENFORCE_EAGER"),
+            kv_load_failure_policy=_choice(env, "REPRO_KV_LOAD_FAILURE_POLICY", FAILURE_POLICIES),
+            threads_bind=threads_bind(config.get("REPRO_THREADS_BIND", env), os.cpu_count() or 1),
+            prompt_tokens=lengths,
+            max_tokens=max_tokens,
+        )
+
+    # --- URLs ------------------------------------------------------------------------
+    def _url(self, port: int) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}"
+
+    @property
+    def lmcache_http_url(self) -> str:
+        return self._url(self.lmcache_http_port)
+
+    @property
+    def vllm_url(self) -> str:
+        return self._url(self.vllm_port)
+
+    @property
+    def lmcache_rpc_url(self) -> str:
+        return f"tcp://{self.host}:{self.lmcache_port}"
+
+    # --- command lines ---------------------------------------------------------------
+    def kv_transfer_config(self) -> dict[str, object]:
+        return {
+            "kv_connector": "LMCacheMPConnector",
+            "kv_role": "kv_both",
+            "kv_connector_module_path": "lmcache.integration.vllm.lmcache_mp_connector",
+            "kv_load_failure_policy": self.kv_load_failure_policy,
+            "kv_connector_extra_config": {
+                "lmcache.mp.host": f"tcp://{self.host}",
+                "lmcache.mp.port": self.lmcache_port,
+                "lmcache.mp.mp_transfer_mode": self.transfer_mode,
+            },
+        }
+
+    def lmcache_argv(self) -> list[str]:
+        return [
+            "env",
+            f"LMCACHE_TRACK_USAGE={'true' if self.lmcache_telemetry else 'false'}",
+            "LMCACHE_DISABLE_BANNER=1",
+            "lmcache", "server",
+            "--host", self.host, "--port", str(self.lmcache_port),
+            "--http-host", self.host, "--http-port", str(self.lmcache_http_port),
+            "--l1-size-gb", f"{self.l1_size_gb:g}",
+            "--eviction-policy", self.eviction_policy,
+            "--chunk-size", str(self.chunk_size),
+            "--supported-transfer-mode", self.transfer_mode,
+        ]  # fmt: skip
+
+    def vllm_env(self) -> dict[str, str]:
+        return {
+            "VLLM_CPU_KVCACHE_SPACE": str(self.vllm_kv_space_gb),
+            "VLLM_CPU_OMP_THREADS_BIND": self.threads_bind,
+            "VLLM_HOST_IP": self.host,
+            "GLOO_SOCKET_IFNAME": "lo" if sys.platform == "linux" else "lo0",
+            "HF_HUB_OFFLINE": "1" if Path(self.model).is_dir() else os.environ.get("HF_HUB_OFFLINE", "0"),
+            "VLLM_NO_USAGE_STATS": "1",
+        }
+
+    def vllm_argv(self, connector: bool = True) -> list[str]:
+        argv = ["env", *(f"{k}={v}" for k, v in self.vllm_env().items())]
+        argv += [
+            "vllm", "serve", self.model,
+            "--host", self.host, "--port", str(self.vllm_port),
+            "--dtype", self.dtype,
+            "--max-model-len", str(self.max_model_len),
+            "--max-num-seqs", str(self.max_num_seqs),
+            "--enable-prompt-tokens-details",
+            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
+        ]  # fmt: skip
+        if self.enforce_eager:
+            argv.append("--enforce-eager")
+        if connector:
+            argv += ["--kv-transfer-config", json.dumps(self.kv_transfer_config())]
+        return argv
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
