@@ -22,3 +22,101 @@ load_defaults() {
 }
 
 load_defaults
+
+REPRO="$REPO_ROOT/.venv/bin/repro"
+
+require_env() {
+  [[ -x $REPRO ]] || die "the environment is not set up: run scripts/setup.sh"
+}
+
+# Read the NUL-separated argv that `repro command NAME` prints into the array CMD.
+read_command() {
+  CMD=()
+  local arg
+  while IFS= read -r -d '' arg; do CMD+=("$arg"); done < <("$REPRO" command "$1")
+  [[ ${#CMD[@]} -gt 0 ]] || die "could not build the $1 command (see above)"
+}
+
+# start_server NAME LOG CMD...: run CMD in the background in its own process group, output to
+# LOG, with a private TMPDIR (vLLM leaves files there) whose path goes to LOG.tmpdir.
+# Sets SERVER_PID.
+start_server() {
+  local name=$1 log=$2 tmp
+  shift 2
+  mkdir -p "$(dirname "$log")"
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/repro-$name.XXXXXX")
+  echo "$tmp" >"$log.tmpdir"
+  set -m
+  TMPDIR=$tmp "$@" >"$log" 2>&1 </dev/null &
+  SERVER_PID=$!
+  set +m
+  echo "$name: started, pid $SERVER_PID, log $log"
+}
+
+# wait_ready NAME PID URL TIMEOUT LOG: poll URL until it answers; fail with the log's tail if
+# the process dies or the timeout passes.
+wait_ready() {
+  local name=$1 pid=$2 url=$3 timeout=$4 log=$5 start=$SECONDS next=15
+  until curl -sf -o /dev/null --max-time 2 "$url"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "error: $name (pid $pid) exited before it was ready; last lines of $log:" >&2
+      tail -n 40 "$log" >&2
+      return 1
+    fi
+    if ((SECONDS - start >= timeout)); then
+      echo "error: $name not ready at $url after ${timeout} s; last lines of $log:" >&2
+      tail -n 20 "$log" >&2
+      return 1
+    fi
+    if ((SECONDS - start >= next)); then
+      echo "$name: waiting for $url ($((SECONDS - start)) s)"
+      next=$((next + 15))
+    fi
+    sleep 1
+  done
+  echo "$name: ready at $url after $((SECONDS - start)) s"
+}
+
+# Live processes in the process group led by PID (the server and everything it spawned).
+group_pids() {
+  ps -eo pid=,pgid=,stat= | awk -v g="$1" '$2 == g && $3 !~ /^Z/ { print $1 }'
+}
+
+# remove_shm PID...: delete the LMCache shared-memory segments named after these processes
+# (vLLM workers register /dev/shm/lmcache_kv_<pid>_<n>; nobody unlinks them on shutdown).
+remove_shm() {
+  local pid seg
+  [[ -d /dev/shm ]] || return 0
+  for pid in "$@"; do
+    for seg in /dev/shm/lmcache_kv_"$pid"_*; do
+      [[ -e $seg ]] || continue
+      rm -f -- "$seg" && echo "removed leftover shared memory $seg"
+    done
+  done
+}
+
+# stop_server NAME PID LOG [GRACE]: SIGTERM the process group, SIGKILL what is left after
+# GRACE seconds, then remove the group's shared-memory segments and private TMPDIR.
+stop_server() {
+  local name=$1 pid=$2 log=$3 grace=${4:-30} pids waited=0
+  pids=$(group_pids "$pid")
+  pids="$pid $pids"
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "$name: stopping pid $pid"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    while [[ -n $(group_pids "$pid") ]] && ((waited < grace * 2)); do
+      sleep 0.5
+      waited=$((waited + 1))
+    done
+    if [[ -n $(group_pids "$pid") ]]; then
+      echo "$name: still running after ${grace} s, sending SIGKILL"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+  # shellcheck disable=SC2086
+  remove_shm $pids
+  if [[ -f $log.tmpdir ]]; then
+    rm -rf -- "$(cat "$log.tmpdir")" "$log.tmpdir"
+  fi
+}

@@ -82,6 +82,11 @@ def _port(env: dict[str, str], key: str) -> int:
     return _int(env, key, 1, 65535)
 
 
+def venv_bin(name: str) -> Path:
+    """A console script of the environment this code runs in."""
+    return Path(sys.executable).with_name(name)
+
+
 def threads_bind(value: str, cores: int) -> str:
     if value == "all":
         return f"0-{cores - 1}" if sys.platform == "linux" else "nobind"
@@ -197,7 +202,7 @@ class Settings:
             "env",
             f"LMCACHE_TRACK_USAGE={'true' if self.lmcache_telemetry else 'false'}",
             "LMCACHE_DISABLE_BANNER=1",
-            "lmcache", "server",
+            str(venv_bin("lmcache")), "server",
             "--host", self.host, "--port", str(self.lmcache_port),
             "--http-host", self.host, "--http-port", str(self.lmcache_http_port),
             "--l1-size-gb", f"{self.l1_size_gb:g}",
@@ -219,7 +224,7 @@ class Settings:
     def vllm_argv(self, connector: bool = True) -> list[str]:
         argv = ["env", *(f"{k}={v}" for k, v in self.vllm_env().items())]
         argv += [
-            "vllm", "serve", self.model,
+            str(venv_bin("vllm")), "serve", self.model,
             "--host", self.host, "--port", str(self.vllm_port),
             "--dtype", self.dtype,
             "--max-model-len", str(self.max_model_len),

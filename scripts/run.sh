@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# THE main command: set up if needed, start LMCache and vLLM in the background (logs in the
+# run's folder), send cold and warm prompts, print the table, stop both servers.
+# Any knob of defaults.env can be set in the environment, e.g. REPRO_PROMPT_TOKENS=640 scripts/run.sh
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+scripts/setup.sh | sed -n '/^setup complete/p;/^error/p'
+run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-run"
+mkdir -p "$run_dir"
+export REPRO_LOG_DIR="$run_dir/logs"
+"$REPRO" preflight lmcache
+"$REPRO" preflight vllm
+
+lmcache_pid="" vllm_pid=""
+cleanup() {
+  [[ -z $vllm_pid ]] || stop_server vllm "$vllm_pid" "$REPRO_LOG_DIR/vllm.log"
+  [[ -z $lmcache_pid ]] || stop_server lmcache "$lmcache_pid" "$REPRO_LOG_DIR/lmcache.log"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read_command lmcache
+start_server lmcache "$REPRO_LOG_DIR/lmcache.log" "${CMD[@]}"
+lmcache_pid=$SERVER_PID
+wait_ready lmcache "$lmcache_pid" "$("$REPRO" url lmcache)/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$REPRO_LOG_DIR/lmcache.log"
+
+read_command vllm
+start_server vllm "$REPRO_LOG_DIR/vllm.log" "${CMD[@]}"
+vllm_pid=$SERVER_PID
+wait_ready vllm "$vllm_pid" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$REPRO_LOG_DIR/vllm.log"
+
+status=0
+"$REPRO" e2e --run-dir "$run_dir" || status=$?
+for server in lmcache:$lmcache_pid vllm:$vllm_pid; do
+  if ! kill -0 "${server#*:}" 2>/dev/null; then
+    echo "error: the ${server%%:*} server died during the run; last lines of its log:" >&2
+    tail -n 30 "$REPRO_LOG_DIR/${server%%:*}.log" >&2
+    status=1
+  fi
+done
+exit "$status"

@@ -1,0 +1,147 @@
+"""``repro``: the workspace's command line (client, knobs, server command lines)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import config
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    print(json.dumps({"knobs": config.resolved(), "resolved": settings.as_dict()}, indent=2))
+    return 0
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    """NUL-separated argv, for bash to run without any quoting issues."""
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    argv = {"lmcache": settings.lmcache_argv, "vllm": settings.vllm_argv}[args.server]()
+    sys.stdout.write("\0".join(argv) + "\0")
+    return 0
+
+
+def cmd_url(args: argparse.Namespace) -> int:
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    print({"lmcache": settings.lmcache_http_url, "vllm": settings.vllm_url}[args.server])
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from .preflight import check_ports, ports_for
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    check_ports(args.server, settings)
+    shown = {k: v for k, v in settings.as_dict().items() if k not in ("prompt_tokens", "max_tokens")}
+    if args.server == "lmcache":
+        keys = ("host", "lmcache_port", "lmcache_http_port", "l1_size_gb", "eviction_policy", "chunk_size", "transfer_mode", "lmcache_telemetry")
+        shown = {k: shown[k] for k in keys}
+    print(f"{args.server} knobs: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    print(f"{args.server} ports free: " + ", ".join(str(p) for p in ports_for(args.server, settings).values()))
+    return 0
+
+
+def cmd_e2e(args: argparse.Namespace) -> int:
+    from . import client, report, results
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    run_dir = args.run_dir or results.new_run_dir(args.label)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    nonce = args.seed or f"{time.time_ns()}"
+    print(f"e2e: vLLM {settings.vllm_url}, LMCache {settings.lmcache_http_url}, prompts {list(settings.prompt_tokens)} tokens")
+    model, rounds = client.cold_warm(settings, nonce, float(config.get("REPRO_REQUEST_TIMEOUT")))
+    round_dicts = [r.as_dict() for r in rounds]
+    verdicts = report.verdicts(round_dicts)
+    data = {
+        "config": {
+            "knobs": config.resolved(),
+            **settings.as_dict(),
+            "served_model": model,
+            "prompt_seed": nonce,
+            **results.environment(),
+        },
+        "rounds": round_dicts,
+        "verdicts": verdicts,
+    }
+    path = results.write(run_dir, "run.json", data)
+    print()
+    print(report.table(round_dicts))
+    print()
+    print("\n".join(report.verdict_lines(verdicts)))
+    print(f"\nrecorded {path} (and results/latest.json)")
+    return 0 if report.passed(verdicts) else 1
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from . import report
+
+    data = json.loads(args.file.read_text())
+    print(report.table(data["rounds"]))
+    print("\n".join(report.verdict_lines(report.verdicts(data["rounds"]))))
+    return 0
+
+
+def cmd_bench_summary(args: argparse.Namespace) -> int:
+    """One line per phase of an `lmcache bench server` JSON; fails below 100 % checksum pass."""
+    m = json.loads(args.file.read_text())["metrics"]
+    res = m["results"]
+    print(
+        f"server bench ({m['config']['transfer_mode']}, {m['config']['num_tokens']} tokens): "
+        f"{res['checksum_ok']}/{res['total_requests']} checksums OK ({res['pass_rate']:g} %)"
+    )
+    for phase in ("cold_lookup", "cold_store", "warm_lookup", "warm_retrieve"):
+        if phase in m:
+            print(f"  {phase:14s} mean {m[phase][phase + '_mean']:8.2f} ms  p50 {m[phase][phase + '_p50']:8.2f} ms")
+    print(f"recorded {args.file}")
+    return 0 if res["pass_rate"] == 100.0 and res["total_requests"] > 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pathlib import Path
+
+    from .client import ServerDown
+    from .settings import KnobError
+
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("config", help="print every knob and the resolved settings").set_defaults(func=cmd_config)
+    for name, func, text in (
+        ("command", cmd_command, "print a server's command line (NUL-separated)"),
+        ("url", cmd_url, "print a server's HTTP base URL"),
+        ("preflight", cmd_preflight, "validate knobs and ports before starting a server"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("server", choices=("lmcache", "vllm"))
+        p.set_defaults(func=func)
+    p = sub.add_parser("e2e", help="cold then warm requests per prompt length, proven by metrics")
+    p.add_argument("--label", default="e2e", help="suffix of the run folder (default: e2e)")
+    p.add_argument("--run-dir", type=Path, help="record into this folder instead of a new one")
+    p.add_argument("--seed", help="prompt seed (default: a fresh one, so the first round is cold)")
+    p.set_defaults(func=cmd_e2e)
+    p = sub.add_parser("table", help="print the table of a recorded run.json")
+    p.add_argument("file", type=Path, nargs="?", default=config.path("REPRO_RESULTS_DIR") / "latest.json")
+    p.set_defaults(func=cmd_table)
+    p = sub.add_parser("bench-summary", help="summarise an `lmcache bench server` JSON (exit 1 below 100 %% pass)")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_bench_summary)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (KnobError, ServerDown) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

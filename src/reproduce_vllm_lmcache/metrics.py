@@ -1,0 +1,59 @@
+"""Prometheus counters of both servers, scraped around each request."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+LMCACHE_WRITES = "lmcache_mp_l1_write_chunks_total"
+LMCACHE_READS = "lmcache_mp_l1_read_chunks_total"
+VLLM_EXTERNAL_HITS = "vllm:external_prefix_cache_hits_total"
+VLLM_EXTERNAL_QUERIES = "vllm:external_prefix_cache_queries_total"
+VLLM_LOCAL_HITS = "vllm:prefix_cache_hits_total"
+VLLM_LOCAL_QUERIES = "vllm:prefix_cache_queries_total"
+
+
+def parse(text: str) -> dict[str, float]:
+    """Sum every sample by name over its labels."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
+    return totals
+
+
+def scrape(client: httpx.Client, base_url: str) -> dict[str, float]:
+    response = client.get(f"{base_url}/metrics")
+    response.raise_for_status()
+    return parse(response.text)
+
+
+@dataclass(frozen=True)
+class Counters:
+    lmcache: dict[str, float]
+    vllm: dict[str, float]
+
+    def delta(self, before: Counters, name: str) -> int:
+        side = self.lmcache if name.startswith("lmcache") else self.vllm
+        old = before.lmcache if name.startswith("lmcache") else before.vllm
+        return round(side.get(name, 0.0) - old.get(name, 0.0))
+
+
+def snapshot(client: httpx.Client, lmcache_url: str, vllm_url: str) -> Counters:
+    return Counters(scrape(client, lmcache_url), scrape(client, vllm_url))
+
+
+def settled(client: httpx.Client, lmcache_url: str, vllm_url: str, timeout: float = 5.0) -> Counters:
+    """Counters once two scrapes 0.3 s apart agree (stores finish after the response)."""
+    deadline = time.monotonic() + timeout
+    last = snapshot(client, lmcache_url, vllm_url)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        current = snapshot(client, lmcache_url, vllm_url)
+        if current == last:
+            return current
+        last = current
+    return last

@@ -1,0 +1,54 @@
+"""Checks made before a server starts: knobs valid (via Settings) and its ports free."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import psutil
+
+from .settings import KnobError, Settings
+
+
+def port_holder(port: int) -> str:
+    """Who listens on ``port``, as far as this user may see."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    return "a process of another user"
+                proc = psutil.Process(conn.pid)
+                return f"pid {conn.pid} ({' '.join(proc.cmdline())[:160]})"
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        pass
+    return f"an unknown process (try: lsof -nP -iTCP:{port} -sTCP:LISTEN)"
+
+
+def port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def ports_for(server: str, settings: Settings) -> dict[str, int]:
+    if server == "lmcache":
+        return {"REPRO_LMCACHE_PORT": settings.lmcache_port, "REPRO_LMCACHE_HTTP_PORT": settings.lmcache_http_port}
+    if server == "vllm":
+        return {"REPRO_VLLM_PORT": settings.vllm_port}
+    raise KnobError(f"unknown server {server!r}")
+
+
+def check_ports(server: str, settings: Settings) -> None:
+    for knob, port in ports_for(server, settings).items():
+        if not port_free(settings.host, port):
+            raise KnobError(
+                f"port {port} ({knob}) on {settings.host} is taken by {port_holder(port)}; "
+                f"stop that process or choose another port, e.g. {knob}={port + 1}"
+            )

@@ -1,0 +1,78 @@
+"""Recorded runs: results/runs/<UTC timestamp>-<label>/run.json, copied to results/latest.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from . import config, pins
+
+
+def results_dir() -> Path:
+    return config.path("REPRO_RESULTS_DIR")
+
+
+def new_run_dir(label: str, now: float | None = None) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    path = results_dir() / "runs" / f"{stamp}-{label}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    try:
+        return subprocess.run(
+            ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or platform.machine()
+
+
+def checkout_state(path: Path) -> dict[str, Any]:
+    """HEAD and edited files of a checkout, so results say what code produced them."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True).stdout.strip()
+
+    edits = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    return {"head": git("rev-parse", "HEAD"), "edited_files": [line[3:] for line in edits]}
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "vllm_version": package_version("vllm"),
+        "lmcache_version": package_version("lmcache"),
+        "torch_version": package_version("torch"),
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "checkouts": {src.checkout: checkout_state(src.path) for src in pins.sources()},
+    }
+
+
+def write(run_dir: Path, name: str, data: dict[str, Any]) -> Path:
+    """Write ``data`` as run_dir/name and copy it to results/latest.json."""
+    path = run_dir / name
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    shutil.copyfile(path, results_dir() / "latest.json")
+    return path
