@@ -6,10 +6,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-scripts/setup.sh | sed -n '/^setup complete/p;/^error/p'
 run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-run"
-mkdir -p "$run_dir"
 export REPRO_LOG_DIR="$run_dir/logs"
+mkdir -p "$REPRO_LOG_DIR"
+echo "setup: scripts/setup.sh (log $REPRO_LOG_DIR/setup.log)"
+scripts/setup.sh >"$REPRO_LOG_DIR/setup.log" 2>&1 ||
+  { tail -n 30 "$REPRO_LOG_DIR/setup.log" >&2; die "setup failed (log: $REPRO_LOG_DIR/setup.log)"; }
+grep '^setup complete' "$REPRO_LOG_DIR/setup.log"
 "$REPRO" preflight lmcache
 "$REPRO" preflight vllm
 

@@ -1,5 +1,7 @@
 """Knob resolution: defaults.env parsed once, environment wins."""
 
+import re
+
 import pytest
 
 from reproduce_vllm_lmcache import config
@@ -30,3 +32,9 @@ def test_path_knobs_expand_home_and_anchor_relative_paths(tmp_path) -> None:
     assert config.path("REPRO_MODEL", {"REPRO_MODEL": "models/x"}) == config.ROOT / "models/x"
     assert config.path("REPRO_MODEL", {"REPRO_MODEL": str(tmp_path)}) == tmp_path
     assert not str(config.path("REPRO_CACHE_DIR", {"REPRO_CACHE_DIR": "~/c"})).startswith("~")
+
+
+def test_readme_documents_every_knob_with_its_default() -> None:
+    readme = (config.ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(REPRO_\w+)` \| `([^`]*)` \|", readme, re.M))
+    assert rows == config.defaults()

@@ -62,7 +62,7 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     print(f"e2e: vLLM {settings.vllm_url}, LMCache {settings.lmcache_http_url}, prompts {list(settings.prompt_tokens)} tokens")
     model, rounds = client.cold_warm(settings, nonce, float(config.get("REPRO_REQUEST_TIMEOUT")))
     round_dicts = [r.as_dict() for r in rounds]
-    verdicts = report.verdicts(round_dicts)
+    verdicts = report.verdicts(round_dicts, float(config.get("REPRO_TIE_TOLERANCE")))
     data = {
         "config": {
             "knobs": config.resolved(),
@@ -88,7 +88,17 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     data = json.loads(args.file.read_text())
     print(report.table(data["rounds"]))
-    print("\n".join(report.verdict_lines(report.verdicts(data["rounds"]))))
+    print("\n".join(report.verdict_lines(data["verdicts"])))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Markdown table of every recorded cold/warm run (results/runs/*/run.json)."""
+    from . import report
+
+    runs_dir = config.path("REPRO_RESULTS_DIR") / "runs"
+    runs = [(p.parent.name, json.loads(p.read_text())) for p in sorted(runs_dir.glob("*/run.json"))]
+    print(report.history(runs))
     return 0
 
 
@@ -109,6 +119,8 @@ def cmd_bench_summary(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
+
+    import httpx
 
     from .client import ServerDown
     from .settings import KnobError
@@ -132,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("table", help="print the table of a recorded run.json")
     p.add_argument("file", type=Path, nargs="?", default=config.path("REPRO_RESULTS_DIR") / "latest.json")
     p.set_defaults(func=cmd_table)
+    sub.add_parser("history", help="markdown table of every recorded run").set_defaults(func=cmd_history)
     p = sub.add_parser("bench-summary", help="summarise an `lmcache bench server` JSON (exit 1 below 100 %% pass)")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_bench_summary)
@@ -141,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     except (KnobError, ServerDown) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except httpx.HTTPError as exc:
+        print(f"error: request failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ from . import metrics, prompts
 from .settings import Settings
 
 
+# Alternatives recorded per generated token, to tell a real divergence from a tie.
+TOP_LOGPROBS = 5
+
+
 class ServerDown(RuntimeError):
     """A server the client needs does not answer; the message says which and how to start it."""
 
@@ -31,6 +35,8 @@ class Round:
     vllm_external_hit_tokens: int
     vllm_external_query_tokens: int
     vllm_local_hit_tokens: int
+    output_tokens: list[str]
+    top_logprobs: list[dict[str, float]]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -67,8 +73,11 @@ def complete(client: httpx.Client, settings: Settings, model: str, ids: list[int
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
+        "logprobs": TOP_LOGPROBS,
     }
     text, ttft, usage = [], None, {}
+    tokens: list[str] = []
+    top: list[dict[str, float]] = []
     started = time.perf_counter()
     with client.stream("POST", f"{settings.vllm_url}/v1/completions", json=body, timeout=timeout) as response:
         if response.status_code != 200:
@@ -81,9 +90,19 @@ def complete(client: httpx.Client, settings: Settings, model: str, ids: list[int
                 if ttft is None:
                     ttft = time.perf_counter() - started
                 text.append(choice.get("text") or "")
+                logprobs = choice.get("logprobs") or {}
+                tokens += logprobs.get("tokens") or []
+                top += [dict(t or {}) for t in logprobs.get("top_logprobs") or []]
             usage = chunk.get("usage") or usage
     total = time.perf_counter() - started
-    return {"text": "".join(text), "ttft": ttft if ttft is not None else total, "total": total, "usage": usage}
+    return {
+        "text": "".join(text),
+        "ttft": ttft if ttft is not None else total,
+        "total": total,
+        "usage": usage,
+        "tokens": tokens,
+        "top_logprobs": top,
+    }
 
 
 def run_round(
@@ -108,6 +127,8 @@ def run_round(
         vllm_external_hit_tokens=after.delta(before, metrics.VLLM_EXTERNAL_HITS),
         vllm_external_query_tokens=after.delta(before, metrics.VLLM_EXTERNAL_QUERIES),
         vllm_local_hit_tokens=after.delta(before, metrics.VLLM_LOCAL_HITS),
+        output_tokens=list(result["tokens"]),  # type: ignore[call-overload]
+        top_logprobs=list(result["top_logprobs"]),  # type: ignore[call-overload]
     )
 
 

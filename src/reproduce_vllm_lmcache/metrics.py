@@ -42,8 +42,16 @@ class Counters:
         return round(side.get(name, 0.0) - old.get(name, 0.0))
 
 
+TRACKED = (LMCACHE_WRITES, LMCACHE_READS, VLLM_EXTERNAL_HITS, VLLM_EXTERNAL_QUERIES, VLLM_LOCAL_HITS, VLLM_LOCAL_QUERIES)
+
+
 def snapshot(client: httpx.Client, lmcache_url: str, vllm_url: str) -> Counters:
-    return Counters(scrape(client, lmcache_url), scrape(client, vllm_url))
+    """The tracked counters of both servers (process gauges change on every scrape)."""
+
+    def tracked(values: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in values.items() if k in TRACKED}
+
+    return Counters(tracked(scrape(client, lmcache_url)), tracked(scrape(client, vllm_url)))
 
 
 def settled(client: httpx.Client, lmcache_url: str, vllm_url: str, timeout: float = 5.0) -> Counters:

@@ -1,0 +1,100 @@
+"""Start the workspace's own server scripts (terminals A and B) from tests, and stop them as a
+user would, with Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from reproduce_vllm_lmcache.config import ROOT
+
+
+class ScriptedServer:
+    def __init__(self, script: str, env: dict[str, str]) -> None:
+        self.script = script
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [str(ROOT / "scripts" / script)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.group: set[int] = set()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if match := re.search(pattern, line):
+                    return match
+            if self.proc.poll() is not None:
+                time.sleep(0.5)  # let the reader drain
+                raise AssertionError(f"{self.script} exited ({self.proc.returncode}):\n{self.output[-4000:]}")
+            time.sleep(0.5)
+        raise AssertionError(f"{self.script}: no {pattern!r} after {timeout} s:\n{self.output[-4000:]}")
+
+    @property
+    def server_pid(self) -> int:
+        return int(self.wait_for(r"started, pid (\d+)", 5).group(1))
+
+    def remember_group(self) -> set[int]:
+        """Every process of the server's process group (workers included), while it runs."""
+        pgid = self.server_pid
+        self.group = {p.pid for p in psutil.process_iter() if _pgid(p.pid) == pgid}
+        return self.group
+
+    def interrupt(self, timeout: float = 90) -> int:
+        """Ctrl-C, as in a terminal; returns the script's exit status."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def alive(pids: set[int]) -> set[int]:
+    found = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                found.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def shm_segments(pids: set[int]) -> list[Path]:
+    shm = Path("/dev/shm")
+    if not shm.exists():
+        return []
+    return [p for p in shm.glob("lmcache_*") if any(f"_{pid}_" in p.name for pid in pids)]

@@ -1,0 +1,95 @@
+"""Knob validation and the server command lines built from the knobs."""
+
+import json
+
+import pytest
+
+from reproduce_vllm_lmcache import settings
+from reproduce_vllm_lmcache.settings import KnobError, Settings
+
+
+def test_defaults_resolve() -> None:
+    s = Settings.from_env({})
+    assert s.host == "127.0.0.1"
+    assert s.transfer_mode == "lmcache_driven"
+    assert s.prefix_caching is False
+    assert s.kv_load_failure_policy == "recompute"
+    assert s.prompt_tokens == (640, 3000)
+    assert s.dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "machine,flags,expected",
+    [
+        ("x86_64", {"avx2"}, "float32"),
+        ("x86_64", {"avx2", "avx512f"}, "float32"),
+        ("x86_64", {"avx512f", "avx512_bf16"}, "bfloat16"),
+        ("aarch64", {"bf16"}, "float32"),
+    ],
+)
+def test_auto_dtype_follows_cpu_features(machine, flags, expected) -> None:
+    assert settings.resolve_dtype("auto", machine, flags) == expected
+
+
+def test_explicit_dtype_wins() -> None:
+    assert settings.resolve_dtype("float32", "x86_64", {"avx512_bf16"}) == "float32"
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"REPRO_DTYPE": "fp8"}, "REPRO_DTYPE='fp8'"),
+        ({"REPRO_TRANSFER_MODE": "rdma"}, "REPRO_TRANSFER_MODE='rdma'"),
+        ({"REPRO_L1_SIZE_GB": "-1"}, "REPRO_L1_SIZE_GB=-1.0: must be > 0"),
+        ({"REPRO_VLLM_KV_SPACE_GB": "0"}, "REPRO_VLLM_KV_SPACE_GB=0"),
+        ({"REPRO_VLLM_PORT": "http"}, "REPRO_VLLM_PORT='http': expected a whole number"),
+        ({"REPRO_LMCACHE_PORT": "70000"}, "between 1 and 65535"),
+        ({"REPRO_VLLM_PORT": "5555"}, "ports must differ"),
+        ({"REPRO_HOST": "0.0.0.0"}, "loopback only"),
+        ({"REPRO_PROMPT_TOKENS": "5000"}, "does not fit REPRO_MAX_MODEL_LEN=4096"),
+        ({"REPRO_PROMPT_TOKENS": "6x0"}, "expected numbers"),
+        ({"REPRO_MODEL": "models/nope"}, "no such model directory"),
+        ({"REPRO_PREFIX_CACHING": "yes"}, "REPRO_PREFIX_CACHING='yes'"),
+        ({"REPRO_EVICTION_POLICY": "FIFO"}, "REPRO_EVICTION_POLICY='FIFO'"),
+    ],
+)
+def test_bad_knobs_are_refused_with_the_knob_named(env, message) -> None:
+    with pytest.raises(KnobError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_env(env)
+
+
+def test_hugging_face_ids_are_accepted_as_models() -> None:
+    assert Settings.from_env({"REPRO_MODEL": "facebook/opt-125m"}).model == "facebook/opt-125m"
+
+
+def test_vllm_command_carries_the_connector_config() -> None:
+    s = Settings.from_env({"REPRO_TRANSFER_MODE": "engine_driven", "REPRO_KV_LOAD_FAILURE_POLICY": "fail"})
+    argv = s.vllm_argv()
+    assert argv[0] == "env" and "--no-enable-prefix-caching" in argv and "--enforce-eager" in argv
+    assert "VLLM_CPU_OMP_THREADS_BIND=" + s.threads_bind in argv
+    kv = json.loads(argv[argv.index("--kv-transfer-config") + 1])
+    assert kv["kv_connector"] == "LMCacheMPConnector"
+    assert kv["kv_load_failure_policy"] == "fail"
+    assert kv["kv_connector_extra_config"] == {
+        "lmcache.mp.host": "tcp://127.0.0.1",
+        "lmcache.mp.port": 5555,
+        "lmcache.mp.mp_transfer_mode": "engine_driven",
+    }
+    assert "--kv-transfer-config" not in s.vllm_argv(connector=False)
+
+
+def test_lmcache_command_binds_loopback_and_turns_telemetry_off() -> None:
+    argv = Settings.from_env({"REPRO_CHUNK_SIZE": "128"}).lmcache_argv()
+    assert "LMCACHE_TRACK_USAGE=false" in argv
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--http-host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--chunk-size") + 1] == "128"
+    assert "LMCACHE_TRACK_USAGE=true" in Settings.from_env({"REPRO_LMCACHE_TELEMETRY": "true"}).lmcache_argv()
+
+
+def test_threads_bind_all_means_every_core() -> None:
+    import sys
+
+    expected = "0-3" if sys.platform == "linux" else "nobind"
+    assert settings.threads_bind("all", 4) == expected
+    assert settings.threads_bind("0", 4) == "0"
