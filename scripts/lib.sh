@@ -37,6 +37,19 @@ read_command() {
   [[ ${#CMD[@]} -gt 0 ]] || die "could not build the $1 command (see above)"
 }
 
+# Wait until the LMCache server answers (started elsewhere, e.g. in terminal A).
+wait_for_lmcache() {
+  local url waited=0
+  url="$("$REPRO" url lmcache)/healthcheck"
+  curl -sf -o /dev/null --max-time 2 "$url" && return 0
+  echo "vllm: waiting for the LMCache server at $url (start it with scripts/start_lmcache.sh)"
+  until curl -sf -o /dev/null --max-time 2 "$url"; do
+    ((waited < REPRO_LMCACHE_READY_TIMEOUT)) || die "no LMCache server at $url after ${waited} s: run scripts/start_lmcache.sh first"
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
+
 # start_server NAME LOG CMD...: run CMD in the background in its own process group, output to
 # LOG, with a private TMPDIR (vLLM leaves files there) whose path goes to LOG.tmpdir.
 # Sets SERVER_PID.
@@ -82,26 +95,50 @@ group_pids() {
   ps -eo pid=,pgid=,stat= | awk -v g="$1" '$2 == g && $3 !~ /^Z/ { print $1 }'
 }
 
-# remove_shm PID...: delete the LMCache shared-memory segments named after these processes
-# (vLLM workers register /dev/shm/lmcache_kv_<pid>_<n>; nobody unlinks them on shutdown).
-remove_shm() {
-  local pid seg
-  [[ -d /dev/shm ]] || return 0
+# shm_of PID...: the /dev/shm files these processes have mapped or open (Linux), so that what
+# they leave behind can be removed by ownership rather than by name.
+shm_of() {
+  local pid
+  [[ -d /proc ]] || return 0
   for pid in "$@"; do
-    for seg in /dev/shm/lmcache_kv_"$pid"_*; do
-      [[ -e $seg ]] || continue
-      rm -f -- "$seg" && echo "removed leftover shared memory $seg"
-    done
+    cat "/proc/$pid/maps" 2>/dev/null | grep -o '/dev/shm/[^ ]*' || true
+    ls -l "/proc/$pid/fd" 2>/dev/null | grep -o '/dev/shm/[^ ]*' || true
+  done | sort -u
+}
+
+# still_mapped FILE: whether any live process still maps FILE (Linux).
+still_mapped() {
+  grep -qsF "$1" /proc/[0-9]*/maps 2>/dev/null
+}
+
+# remove_shm OWNED MAPPED: delete shared-memory segments left behind by a stopped group.
+# OWNED are named after its processes (vLLM workers register /dev/shm/lmcache_kv_<pid>_<n>,
+# which nobody unlinks and the LMCache server keeps mapped): always removed. MAPPED were
+# mapped by the group (e.g. psm_* of a killed server): removed unless still in use elsewhere.
+remove_shm() {
+  local seg
+  for seg in $1; do
+    [[ -e $seg ]] || continue
+    rm -f -- "$seg" && echo "removed leftover shared memory $seg"
+  done
+  for seg in $2; do
+    [[ -e $seg ]] && ! still_mapped "$seg" || continue
+    rm -f -- "$seg" && echo "removed leftover shared memory $seg"
   done
 }
 
 # stop_server NAME PID LOG [GRACE]: SIGTERM the process group, SIGKILL what is left after
 # GRACE seconds, then remove the group's shared-memory segments and private TMPDIR.
 stop_server() {
-  local name=$1 pid=$2 log=$3 grace=${4:-30} pids waited=0
+  local name=$1 pid=$2 log=$3 grace=${4:-30} pids owned="" mapped p waited=0
   pids=$(group_pids "$pid")
-  pids="$pid $pids"
-  if kill -0 "$pid" 2>/dev/null; then
+  # shellcheck disable=SC2086
+  mapped=$(shm_of $pids)
+  for p in $pid $pids; do
+    owned="$owned $(ls /dev/shm/lmcache_kv_"$p"_* 2>/dev/null || true)"
+  done
+  # The group, not only its leader: a killed API server leaves its engine processes behind.
+  if [[ -n $(group_pids "$pid") ]]; then
     echo "$name: stopping pid $pid"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     while [[ -n $(group_pids "$pid") ]] && ((waited < grace * 2)); do
@@ -111,11 +148,15 @@ stop_server() {
     if [[ -n $(group_pids "$pid") ]]; then
       echo "$name: still running after ${grace} s, sending SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || true
+      waited=0
+      while [[ -n $(group_pids "$pid") ]] && ((waited < 20)); do
+        sleep 0.5
+        waited=$((waited + 1))
+      done
     fi
   fi
   wait "$pid" 2>/dev/null || true
-  # shellcheck disable=SC2086
-  remove_shm $pids
+  remove_shm "$owned" "$mapped"
   if [[ -f $log.tmpdir ]]; then
     rm -rf -- "$(cat "$log.tmpdir")" "$log.tmpdir"
   fi

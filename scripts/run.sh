@@ -29,6 +29,7 @@ start_server lmcache "$REPRO_LOG_DIR/lmcache.log" "${CMD[@]}"
 lmcache_pid=$SERVER_PID
 wait_ready lmcache "$lmcache_pid" "$("$REPRO" url lmcache)/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$REPRO_LOG_DIR/lmcache.log"
 
+"$REPRO" guard
 read_command vllm
 start_server vllm "$REPRO_LOG_DIR/vllm.log" "${CMD[@]}"
 vllm_pid=$SERVER_PID

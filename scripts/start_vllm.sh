@@ -7,15 +7,9 @@ cd "$REPO_ROOT"
 require_env
 
 "$REPRO" preflight vllm
-lmcache_url="$("$REPRO" url lmcache)/healthcheck"
-if ! curl -sf -o /dev/null --max-time 2 "$lmcache_url"; then
-  echo "vllm: waiting for the LMCache server at $lmcache_url (start it with scripts/start_lmcache.sh)"
-  waited=0
-  until curl -sf -o /dev/null --max-time 2 "$lmcache_url"; do
-    ((waited < REPRO_LMCACHE_READY_TIMEOUT)) || die "no LMCache server at $lmcache_url after ${waited} s: run scripts/start_lmcache.sh first"
-    sleep 1
-    waited=$((waited + 1))
-  done
+if [[ $REPRO_CONNECTOR == 1 ]]; then
+  wait_for_lmcache
+  "$REPRO" guard
 fi
 read_command vllm
 log="$REPRO_LOG_DIR/vllm.log"

@@ -76,6 +76,7 @@ def test_vllm_command_carries_the_connector_config() -> None:
         "lmcache.mp.mp_transfer_mode": "engine_driven",
     }
     assert "--kv-transfer-config" not in s.vllm_argv(connector=False)
+    assert "--kv-transfer-config" not in Settings.from_env({"REPRO_CONNECTOR": "0"}).vllm_argv()
 
 
 def test_lmcache_command_binds_loopback_and_turns_telemetry_off() -> None:

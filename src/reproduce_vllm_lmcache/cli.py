@@ -40,14 +40,31 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     from .preflight import check_ports, ports_for
     from .settings import Settings
 
+    from .guards import check_memory
+
     settings = Settings.from_env()
     check_ports(args.server, settings)
+    memory = check_memory(settings, args.server, float(config.get("REPRO_MEMORY_HEADROOM_GB")))
     shown = {k: v for k, v in settings.as_dict().items() if k not in ("prompt_tokens", "max_tokens")}
     if args.server == "lmcache":
         keys = ("host", "lmcache_port", "lmcache_http_port", "l1_size_gb", "eviction_policy", "chunk_size", "transfer_mode", "lmcache_telemetry")
         shown = {k: shown[k] for k in keys}
     print(f"{args.server} knobs: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     print(f"{args.server} ports free: " + ", ".join(str(p) for p in ports_for(args.server, settings).values()))
+    print(f"{args.server} {memory}")
+    return 0
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    """Before vLLM starts against a running LMCache: the KV namespace guard."""
+    from .guards import check_namespace
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.connector:
+        print("vllm: no connector, LMCache not used")
+        return 0
+    print("vllm: " + check_namespace(settings, config.get("REPRO_NAMESPACE_GUARD")))
     return 0
 
 
@@ -136,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument("server", choices=("lmcache", "vllm"))
         p.set_defaults(func=func)
+    sub.add_parser("guard", help="KV namespace guard before vLLM starts (needs LMCache up)").set_defaults(func=cmd_guard)
     p = sub.add_parser("e2e", help="cold then warm requests per prompt length, proven by metrics")
     p.add_argument("--label", default="e2e", help="suffix of the run folder (default: e2e)")
     p.add_argument("--run-dir", type=Path, help="record into this folder instead of a new one")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import httpx
@@ -37,6 +38,7 @@ class Round:
     vllm_local_hit_tokens: int
     output_tokens: list[str]
     top_logprobs: list[dict[str, float]]
+    configuration: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -64,22 +66,14 @@ def tokenizer(client: httpx.Client, settings: Settings, model: str) -> prompts.T
     return tokenize
 
 
-def complete(client: httpx.Client, settings: Settings, model: str, ids: list[int], timeout: float) -> dict[str, object]:
-    """One streamed greedy completion; returns text, TTFT, total time and usage."""
-    body = {
-        "model": model,
-        "prompt": ids,
-        "max_tokens": settings.max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "logprobs": TOP_LOGPROBS,
-    }
-    text, ttft, usage = [], None, {}
+def _stream(client: httpx.Client, url: str, body: dict[str, object], timeout: float, chat: bool) -> dict[str, object]:
+    """POST a streamed request; collect text, per-token logprobs, TTFT, total time, usage."""
+    text: list[str] = []
     tokens: list[str] = []
     top: list[dict[str, float]] = []
+    ttft, usage = None, {}
     started = time.perf_counter()
-    with client.stream("POST", f"{settings.vllm_url}/v1/completions", json=body, timeout=timeout) as response:
+    with client.stream("POST", url, json=body, timeout=timeout) as response:
         if response.status_code != 200:
             raise RuntimeError(f"vLLM answered {response.status_code}: {response.read().decode()[:500]}")
         for line in response.iter_lines():
@@ -89,10 +83,16 @@ def complete(client: httpx.Client, settings: Settings, model: str, ids: list[int
             for choice in chunk.get("choices") or []:
                 if ttft is None:
                     ttft = time.perf_counter() - started
-                text.append(choice.get("text") or "")
                 logprobs = choice.get("logprobs") or {}
-                tokens += logprobs.get("tokens") or []
-                top += [dict(t or {}) for t in logprobs.get("top_logprobs") or []]
+                if chat:
+                    text.append((choice.get("delta") or {}).get("content") or "")
+                    for entry in logprobs.get("content") or []:
+                        tokens.append(entry["token"])
+                        top.append({t["token"]: t["logprob"] for t in entry.get("top_logprobs") or []})
+                else:
+                    text.append(choice.get("text") or "")
+                    tokens += logprobs.get("tokens") or []
+                    top += [dict(t or {}) for t in logprobs.get("top_logprobs") or []]
             usage = chunk.get("usage") or usage
     total = time.perf_counter() - started
     return {
@@ -105,18 +105,55 @@ def complete(client: httpx.Client, settings: Settings, model: str, ids: list[int
     }
 
 
-def run_round(
-    client: httpx.Client, settings: Settings, model: str, name: str, label: str, ids: list[int], timeout: float
+def complete(client: httpx.Client, settings: Settings, model: str, ids: list[int], timeout: float) -> dict[str, object]:
+    """One streamed greedy completion of a token-id prompt."""
+    body = {
+        "model": model,
+        "prompt": ids,
+        "max_tokens": settings.max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "logprobs": TOP_LOGPROBS,
+    }
+    return _stream(client, f"{settings.vllm_url}/v1/completions", body, timeout, chat=False)
+
+
+def chat(
+    client: httpx.Client, settings: Settings, model: str, messages: list[dict[str, str]], timeout: float
+) -> dict[str, object]:
+    """One streamed greedy chat completion."""
+    body = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": settings.max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "logprobs": True,
+        "top_logprobs": TOP_LOGPROBS,
+    }
+    return _stream(client, f"{settings.vllm_url}/v1/chat/completions", body, timeout, chat=True)
+
+
+def counters(client: httpx.Client, settings: Settings) -> metrics.Counters:
+    lmcache_url = settings.lmcache_http_url if settings.connector else None
+    return metrics.settled(client, lmcache_url, settings.vllm_url)
+
+
+def measure(
+    client: httpx.Client, settings: Settings, name: str, label: str, send: Callable[[], dict[str, object]]
 ) -> Round:
-    before = metrics.settled(client, settings.lmcache_http_url, settings.vllm_url)
-    result = complete(client, settings, model, ids, timeout)
-    after = metrics.settled(client, settings.lmcache_http_url, settings.vllm_url)
+    """Run ``send`` (one request) between two settled scrapes of both servers' counters."""
+    before = counters(client, settings)
+    result = send()
+    after = counters(client, settings)
     usage = result["usage"] if isinstance(result["usage"], dict) else {}
     details = usage.get("prompt_tokens_details") or {}
     return Round(
         name=name,
         prompt=label,
-        prompt_tokens=int(usage.get("prompt_tokens", len(ids))),
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
         ttft_s=round(float(result["ttft"]), 4),  # type: ignore[arg-type]
         total_s=round(float(result["total"]), 4),  # type: ignore[arg-type]
         output_text=str(result["text"]),
@@ -132,25 +169,55 @@ def run_round(
     )
 
 
+def report_round(r: Round) -> None:
+    print(
+        f"  {r.prompt} {r.name}: TTFT {r.ttft_s:.3f} s, total {r.total_s:.3f} s, "
+        f"LMCache chunks written {r.lmcache_l1_write_chunks} read {r.lmcache_l1_read_chunks}, "
+        f"hit tokens external {r.vllm_external_hit_tokens} local {r.vllm_local_hit_tokens}",
+        flush=True,
+    )
+
+
+class Session:
+    """A connection to the running servers: the served model and its tokenizer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = httpx.Client(timeout=30)
+        if settings.connector:
+            require_up(self.client, "the LMCache server", f"{settings.lmcache_http_url}/healthcheck", "scripts/start_lmcache.sh")
+        require_up(self.client, "the vLLM server", f"{settings.vllm_url}/v1/models", "scripts/start_vllm.sh")
+        self.model = served_model(self.client, settings)
+        self.tokenize = tokenizer(self.client, settings, self.model)
+
+    def prompt(self, tokens: int, seed: str) -> list[int]:
+        return prompts.build(self.tokenize, tokens, seed)
+
+    def round(self, name: str, label: str, ids: list[int], timeout: float) -> Round:
+        print(f"  {label} {name}: sending {len(ids)} tokens ...", flush=True)
+        r = measure(self.client, self.settings, name, label, lambda: complete(self.client, self.settings, self.model, ids, timeout))
+        report_round(r)
+        return r
+
+    def chat_round(self, name: str, label: str, messages: list[dict[str, str]], timeout: float) -> Round:
+        print(f"  {label} {name}: sending {len(messages)} messages ...", flush=True)
+        r = measure(self.client, self.settings, name, label, lambda: chat(self.client, self.settings, self.model, messages, timeout))
+        report_round(r)
+        return r
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def cold_warm(settings: Settings, nonce: str, timeout: float) -> tuple[str, list[Round]]:
     """For each prompt length: a never-seen prompt (cold), then the same prompt again (warm)."""
-    with httpx.Client(timeout=30) as client:
-        require_up(client, "the LMCache server", f"{settings.lmcache_http_url}/healthcheck", "scripts/start_lmcache.sh")
-        require_up(client, "the vLLM server", f"{settings.vllm_url}/v1/models", "scripts/start_vllm.sh")
-        model = served_model(client, settings)
-        tokenize = tokenizer(client, settings, model)
+    session = Session(settings)
+    try:
         rounds: list[Round] = []
         for length in settings.prompt_tokens:
             label = f"p{length}"
-            ids = prompts.build(tokenize, length, seed=f"{nonce}-{label}")
-            for name in ("cold", "warm"):
-                print(f"  {label} {name}: sending {len(ids)} tokens ...", flush=True)
-                rounds.append(run_round(client, settings, model, name, label, ids, timeout))
-                r = rounds[-1]
-                print(
-                    f"  {label} {name}: TTFT {r.ttft_s:.3f} s, total {r.total_s:.3f} s, "
-                    f"LMCache chunks written {r.lmcache_l1_write_chunks} read {r.lmcache_l1_read_chunks}, "
-                    f"external hit tokens {r.vllm_external_hit_tokens}",
-                    flush=True,
-                )
-        return model, rounds
+            ids = session.prompt(length, seed=f"{nonce}-{label}")
+            rounds += [session.round(name, label, ids, timeout) for name in ("cold", "warm")]
+        return session.model, rounds
+    finally:
+        session.close()

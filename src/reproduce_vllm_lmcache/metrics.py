@@ -45,16 +45,18 @@ class Counters:
 TRACKED = (LMCACHE_WRITES, LMCACHE_READS, VLLM_EXTERNAL_HITS, VLLM_EXTERNAL_QUERIES, VLLM_LOCAL_HITS, VLLM_LOCAL_QUERIES)
 
 
-def snapshot(client: httpx.Client, lmcache_url: str, vllm_url: str) -> Counters:
-    """The tracked counters of both servers (process gauges change on every scrape)."""
+def snapshot(client: httpx.Client, lmcache_url: str | None, vllm_url: str) -> Counters:
+    """The tracked counters of both servers (process gauges change on every scrape).
+    Without an LMCache URL (vLLM runs without the connector) its side is empty."""
 
     def tracked(values: dict[str, float]) -> dict[str, float]:
         return {k: v for k, v in values.items() if k in TRACKED}
 
-    return Counters(tracked(scrape(client, lmcache_url)), tracked(scrape(client, vllm_url)))
+    lmcache = tracked(scrape(client, lmcache_url)) if lmcache_url else {}
+    return Counters(lmcache, tracked(scrape(client, vllm_url)))
 
 
-def settled(client: httpx.Client, lmcache_url: str, vllm_url: str, timeout: float = 5.0) -> Counters:
+def settled(client: httpx.Client, lmcache_url: str | None, vllm_url: str, timeout: float = 5.0) -> Counters:
     """Counters once two scrapes 0.3 s apart agree (stores finish after the response)."""
     deadline = time.monotonic() + timeout
     last = snapshot(client, lmcache_url, vllm_url)

@@ -115,6 +115,7 @@ class Settings:
     threads_bind: str
     prompt_tokens: tuple[int, ...]
     max_tokens: int
+    connector: bool
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -164,6 +165,7 @@ class Settings:
             threads_bind=threads_bind(config.get("REPRO_THREADS_BIND", env), os.cpu_count() or 1),
             prompt_tokens=lengths,
             max_tokens=max_tokens,
+            connector=_flag(env, "REPRO_CONNECTOR"),
         )
 
     # --- URLs ------------------------------------------------------------------------
@@ -221,7 +223,7 @@ class Settings:
             "VLLM_NO_USAGE_STATS": "1",
         }
 
-    def vllm_argv(self, connector: bool = True) -> list[str]:
+    def vllm_argv(self, connector: bool | None = None) -> list[str]:
         argv = ["env", *(f"{k}={v}" for k, v in self.vllm_env().items())]
         argv += [
             str(venv_bin("vllm")), "serve", self.model,
@@ -234,7 +236,7 @@ class Settings:
         ]  # fmt: skip
         if self.enforce_eager:
             argv.append("--enforce-eager")
-        if connector:
+        if self.connector if connector is None else connector:
             argv += ["--kv-transfer-config", json.dumps(self.kv_transfer_config())]
         return argv
 
