@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from . import config
 
@@ -77,27 +78,86 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     nonce = args.seed or f"{time.time_ns()}"
     print(f"e2e: vLLM {settings.vllm_url}, LMCache {settings.lmcache_http_url}, prompts {list(settings.prompt_tokens)} tokens")
-    model, rounds = client.cold_warm(settings, nonce, float(config.get("REPRO_REQUEST_TIMEOUT")))
+    session = client.Session(settings)
+    try:
+        rounds = []
+        for length in settings.prompt_tokens:
+            label = f"p{length}"
+            ids = session.prompt(length, seed=f"{nonce}-{label}")
+            rounds += [session.round(name, label, ids, float(config.get("REPRO_REQUEST_TIMEOUT"))) for name in args.rounds.split(",")]
+    finally:
+        session.close()
+    for r in rounds:
+        r.configuration = args.configuration
     round_dicts = [r.as_dict() for r in rounds]
     verdicts = report.verdicts(round_dicts, float(config.get("REPRO_TIE_TOLERANCE")))
     data = {
         "config": {
             "knobs": config.resolved(),
             **settings.as_dict(),
-            "served_model": model,
+            "served_model": session.model,
             "prompt_seed": nonce,
             **results.environment(),
         },
         "rounds": round_dicts,
         "verdicts": verdicts,
     }
-    path = results.write(run_dir, "run.json", data)
+    path = results.write(run_dir, args.output, data, latest=args.output == "run.json")
     print()
     print(report.table(round_dicts))
+    if not verdicts:
+        print(f"\nrecorded {path}")
+        return 0
     print()
     print("\n".join(report.verdict_lines(verdicts)))
-    print(f"\nrecorded {path} (and results/latest.json)")
-    return 0 if report.passed(verdicts) else 1
+    print(f"\nrecorded {path}" + (" (and results/latest.json)" if args.output == "run.json" else ""))
+    ok = report.passed(verdicts) if settings.connector else all(report.same_answer(v) for v in verdicts)
+    return 0 if ok else 1
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from . import client, scenarios
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    session = client.Session(settings)
+    try:
+        found = scenarios.run_all(session, args.seed, float(config.get("REPRO_REQUEST_TIMEOUT")))
+    finally:
+        session.close()
+    args.output.write_text(json.dumps({"scenarios": found}, indent=2) + "\n")
+    return 0 if all(s["passed"] for s in found) else 1
+
+
+def cmd_matrix_report(args: argparse.Namespace) -> int:
+    from . import matrix, results
+
+    run_dir: Path = args.run_dir
+    base, rounds = matrix.load_rounds(run_dir)
+    tolerance = float(config.get("REPRO_TIE_TOLERANCE"))
+    verdicts = matrix.verdicts(rounds, tolerance, run_dir / "logs")
+    scenario_list = [s for p in sorted(run_dir.glob("scenarios-*.json")) for s in json.loads(p.read_text())["scenarios"]]
+    configs = list(dict.fromkeys(r["configuration"] for r in rounds))
+    transfers = matrix.transfer_checks(configs, run_dir / "logs")
+    data = {"config": base, "rounds": rounds, "verdicts": verdicts, "scenarios": scenario_list, "transfer_modes": transfers}
+    path = results.write(run_dir, "matrix.json", data, latest=False)
+    print(matrix.table(rounds, verdicts))
+    failures = [v for v in verdicts if not v.get("source_ok", True) or not (v["identical_to_baseline"] or v["diverged_at_tie"])]
+    for v in verdicts:
+        if "source_ok" in v:
+            print(f"{'PASS' if v['source_ok'] else 'FAIL'} {v['configuration']} {v['prompt']} {v['round']}: hit from {v['hit_source']} (expected {v['expected_source']})")
+    for t in transfers:
+        want = "engine_driven" if "engine" in t["configuration"] else "lmcache_driven"
+        ok = t["transfer_mode"] == want
+        failures += [] if ok else [t]
+        print(f"{'PASS' if ok else 'FAIL'} {t['configuration']}: vLLM log says mode={t['transfer_mode']} (data path {t['data_path'] or 'n/a'})")
+    failures += [s for s in scenario_list if not s["passed"]]
+    for s in scenario_list:
+        print(f"{'PASS' if s['passed'] else 'FAIL'} scenario {s['scenario']}: {s['detail']}")
+    same = sum(1 for v in verdicts if v["identical_to_baseline"])
+    print(f"{same} of {len(verdicts)} rounds token-identical to the no-cache baseline")
+    print(f"recorded {path}")
+    return 1 if failures else 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -158,7 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="e2e", help="suffix of the run folder (default: e2e)")
     p.add_argument("--run-dir", type=Path, help="record into this folder instead of a new one")
     p.add_argument("--seed", help="prompt seed (default: a fresh one, so the first round is cold)")
+    p.add_argument("--rounds", default="cold,warm", help="round names per prompt, same prompt each (default: cold,warm)")
+    p.add_argument("--configuration", default="", help="configuration name recorded with each round")
+    p.add_argument("--output", default="run.json", help="file name in the run folder (only run.json updates latest.json)")
     p.set_defaults(func=cmd_e2e)
+    p = sub.add_parser("scenarios", help="negative, partial-prefix and multi-turn chat scenarios")
+    p.add_argument("--seed", required=True, help="the seed of the cold/warm rounds run before")
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=cmd_scenarios)
+    p = sub.add_parser("matrix-report", help="merge a matrix run folder into matrix.json and print its table")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_matrix_report)
     p = sub.add_parser("table", help="print the table of a recorded run.json")
     p.add_argument("file", type=Path, nargs="?", default=config.path("REPRO_RESULTS_DIR") / "latest.json")
     p.set_defaults(func=cmd_table)

@@ -207,17 +207,3 @@ class Session:
 
     def close(self) -> None:
         self.client.close()
-
-
-def cold_warm(settings: Settings, nonce: str, timeout: float) -> tuple[str, list[Round]]:
-    """For each prompt length: a never-seen prompt (cold), then the same prompt again (warm)."""
-    session = Session(settings)
-    try:
-        rounds: list[Round] = []
-        for length in settings.prompt_tokens:
-            label = f"p{length}"
-            ids = session.prompt(length, seed=f"{nonce}-{label}")
-            rounds += [session.round(name, label, ids, timeout) for name in ("cold", "warm")]
-        return session.model, rounds
-    finally:
-        session.close()

@@ -70,9 +70,10 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write(run_dir: Path, name: str, data: dict[str, Any]) -> Path:
-    """Write ``data`` as run_dir/name and copy it to results/latest.json."""
+def write(run_dir: Path, name: str, data: dict[str, Any], latest: bool = True) -> Path:
+    """Write ``data`` as run_dir/name and (unless told not to) copy it to results/latest.json."""
     path = run_dir / name
     path.write_text(json.dumps(data, indent=2) + "\n")
-    shutil.copyfile(path, results_dir() / "latest.json")
+    if latest:
+        shutil.copyfile(path, results_dir() / "latest.json")
     return path

@@ -102,6 +102,7 @@ class Settings:
     eviction_policy: str
     chunk_size: int
     lmcache_telemetry: bool
+    lmcache_shm_name: str
     vllm_port: int
     model: str
     dtype: str
@@ -152,6 +153,7 @@ class Settings:
             eviction_policy=_choice(env, "REPRO_EVICTION_POLICY", EVICTION_POLICIES),
             chunk_size=_int(env, "REPRO_CHUNK_SIZE", 16),
             lmcache_telemetry=_choice(env, "REPRO_LMCACHE_TELEMETRY", ("true", "false")) == "true",
+            lmcache_shm_name=config.get("REPRO_LMCACHE_SHM_NAME", env),
             vllm_port=ports["REPRO_VLLM_PORT"],
             model=str(model_path) if model_path.is_dir() else model,
             dtype=resolve_dtype(config.get("REPRO_DTYPE", env), platform.machine(), cpu_flags()),
@@ -200,7 +202,7 @@ class Settings:
         }
 
     def lmcache_argv(self) -> list[str]:
-        return [
+        argv = [
             "env",
             f"LMCACHE_TRACK_USAGE={'true' if self.lmcache_telemetry else 'false'}",
             "LMCACHE_DISABLE_BANNER=1",
@@ -210,8 +212,12 @@ class Settings:
             "--l1-size-gb", f"{self.l1_size_gb:g}",
             "--eviction-policy", self.eviction_policy,
             "--chunk-size", str(self.chunk_size),
-            "--supported-transfer-mode", self.transfer_mode,
+            # Both transfer modes, so vLLM may be restarted in either against one server.
+            "--supported-transfer-mode", "auto",
         ]  # fmt: skip
+        if self.lmcache_shm_name:
+            argv += ["--shm-name", self.lmcache_shm_name]
+        return argv
 
     def vllm_env(self) -> dict[str, str]:
         return {
