@@ -127,15 +127,17 @@ def identity(v: dict[str, Any]) -> str:
     return f"tie@{div['index']}" if v.get("diverged_at_tie") else f"NO@{div['index']}"
 
 
-def verdict_lines(verdict_list: list[dict[str, Any]]) -> list[str]:
+def verdict_lines(verdict_list: list[dict[str, Any]], lmcache: bool = True) -> list[str]:
+    """PASS/FAIL lines; without the connector only the identity verdict applies."""
     def mark(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 
     lines = []
     for v in verdict_list:
         p = f"{v['prompt']} ({v['prompt_tokens']} tokens)"
-        lines.append(f"{mark(v['stored_on_cold'])} {p}: stored on cold (LMCache chunks written > 0)")
-        lines.append(f"{mark(v['hit_on_warm'])} {p}: hit on warm (LMCache chunks read > 0, vLLM external hit tokens > 0)")
+        if lmcache:
+            lines.append(f"{mark(v['stored_on_cold'])} {p}: stored on cold (LMCache chunks written > 0)")
+            lines.append(f"{mark(v['hit_on_warm'])} {p}: hit on warm (LMCache chunks read > 0, vLLM external hit tokens > 0)")
         if v["output_identical"]:
             lines.append(f"PASS {p}: output identical cold vs warm (token by token)")
         else:
