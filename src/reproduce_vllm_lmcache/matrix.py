@@ -94,8 +94,15 @@ def transfer_checks(configs: list[str], logs: Path) -> list[dict[str, Any]]:
     return checks
 
 
+ORDER = ["none", "apc", "lmcache", "both", "lmcache-restarted", "lmcache-engine-pickle", "lmcache-engine-shm"]
+
+
+def ordered(configs: list[str]) -> list[str]:
+    return sorted(dict.fromkeys(configs), key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
+
+
 def table(rounds: list[dict[str, Any]], verdict_list: list[dict[str, Any]]) -> str:
-    configs = list(dict.fromkeys(r["configuration"] for r in rounds))
+    configs = ordered([r["configuration"] for r in rounds])
     keyed = {(v["configuration"], v["prompt"], v["round"]): v for v in verdict_list}
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in rounds:

@@ -1,0 +1,44 @@
+"""scripts/matrix.sh end to end: four configurations, cross-instance, scenarios, transfer modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from reproduce_vllm_lmcache.config import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
+
+
+def test_matrix_attributes_every_warm_hit_and_keeps_answers(tmp_path) -> None:
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_PROMPT_TOKENS": "640,3000"}
+    result = subprocess.run([str(ROOT / "scripts/matrix.sh")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    (path,) = tmp_path.glob("runs/*-matrix/matrix.json")
+    data = json.loads(path.read_text())
+    rounds = {(r["configuration"], r["prompt"], r["name"]): r for r in data["rounds"]}
+    for prompt, length in (("p640", 640), ("p3000", 3000)):
+        full = (length - 1) // 256 * 256
+        assert rounds[("none", prompt, "warm")]["vllm_local_hit_tokens"] == 0
+        assert rounds[("none", prompt, "warm")]["vllm_external_hit_tokens"] == 0
+        assert rounds[("apc", prompt, "warm")]["vllm_local_hit_tokens"] > 0
+        assert rounds[("apc", prompt, "warm")]["vllm_external_hit_tokens"] == 0
+        assert rounds[("lmcache", prompt, "warm")]["vllm_external_hit_tokens"] == full
+        assert rounds[("lmcache", prompt, "warm")]["vllm_local_hit_tokens"] == 0
+        assert rounds[("lmcache-restarted", prompt, "restart")]["vllm_external_hit_tokens"] == full
+        assert rounds[("both", prompt, "warm")]["vllm_local_hit_tokens"] > 0
+        for mode in ("lmcache-engine-pickle", "lmcache-engine-shm"):
+            assert rounds[(mode, prompt, "warm")]["vllm_external_hit_tokens"] == full, mode
+    for v in data["verdicts"]:
+        assert v["identical_to_baseline"] or v["diverged_at_tie"], v
+        assert v.get("source_ok", True), v
+    assert {s["scenario"]: s["passed"] for s in data["scenarios"]} == {
+        "negative": True, "partial prefix": True, "multi-turn chat": True,
+    }  # fmt: skip
+    modes = {t["configuration"]: (t["transfer_mode"], t["data_path"]) for t in data["transfer_modes"]}
+    assert modes["lmcache"][0] == "lmcache_driven"
+    assert modes["lmcache-engine-pickle"] == ("engine_driven", "pickle")
+    assert modes["lmcache-engine-shm"] == ("engine_driven", "shm")
