@@ -88,6 +88,8 @@ wait_ready() {
     sleep 1
   done
   echo "$name: ready at $url after $((SECONDS - start)) s"
+  # Remember its processes now: if it is killed later, its workers' segments are still known.
+  group_pids "$pid" >"$log.pids"
 }
 
 # Live processes in the process group led by PID (the server and everything it spawned).
@@ -131,7 +133,7 @@ remove_shm() {
 # GRACE seconds, then remove the group's shared-memory segments and private TMPDIR.
 stop_server() {
   local name=$1 pid=$2 log=$3 grace=${4:-30} pids owned="" mapped p waited=0
-  pids=$(group_pids "$pid")
+  pids="$(group_pids "$pid") $(cat "$log.pids" 2>/dev/null || true)"
   # shellcheck disable=SC2086
   mapped=$(shm_of $pids)
   for p in $pid $pids; do
@@ -160,4 +162,25 @@ stop_server() {
   if [[ -f $log.tmpdir ]]; then
     rm -rf -- "$(cat "$log.tmpdir")" "$log.tmpdir"
   fi
+  rm -f -- "$log.pids"
+}
+
+# run_foreground NAME URL TIMEOUT CMD...: a server in the foreground of a terminal (A or B):
+# its log on screen, ready when URL answers, Ctrl-C stops it and cleans up.
+run_foreground() {
+  local status=0
+  FG_NAME=$1 FG_LOG="$REPRO_LOG_DIR/$1.log"
+  local url=$2 timeout=$3
+  shift 3
+  start_server "$FG_NAME" "$FG_LOG" "$@"
+  FG_PID=$SERVER_PID
+  tail -n +1 -f "$FG_LOG" &
+  FG_TAIL=$!
+  trap 'kill "$FG_TAIL" 2>/dev/null || true; stop_server "$FG_NAME" "$FG_PID" "$FG_LOG"' EXIT
+  trap 'exit 130' INT TERM
+  wait_ready "$FG_NAME" "$FG_PID" "$url" "$timeout" "$FG_LOG"
+  echo "$FG_NAME: serving; Ctrl-C stops it"
+  wait "$FG_PID" || status=$?
+  echo "$FG_NAME: exited with status $status" >&2
+  exit "$status"
 }
