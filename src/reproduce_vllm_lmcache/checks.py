@@ -35,7 +35,7 @@ def imports() -> str:
     for module, checkout in ((vllm, "vllm"), (lmcache, "LMCache")):
         where = Path(module.__file__ or "").resolve()
         _expect(where.is_relative_to(ROOT / checkout), f"{module.__name__} imported from {where}, not {checkout}/")
-    return f"vllm from vllm/, lmcache from LMCache/ (editable)"
+    return "vllm from vllm/, lmcache from LMCache/ (editable)"
 
 
 def versions() -> str:

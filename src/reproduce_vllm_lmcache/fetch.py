@@ -38,14 +38,14 @@ def timeout() -> float:
     return float(config.get("REPRO_NET_TIMEOUT"))
 
 
-def _open(url: str, accept: str | None = None):  # type: ignore[no-untyped-def]
+def open_url(url: str, accept: str | None = None):  # type: ignore[no-untyped-def]
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     return urllib.request.urlopen(request, timeout=timeout())
 
 
 def reachable(url: str) -> bool:
     try:
-        with _open(url):
+        with open_url(url):
             return True
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -56,7 +56,7 @@ def download(url: str, dest: Path, sha256: str | None = None) -> Path:
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
     try:
-        with _open(url) as response, part.open("wb") as out:
+        with open_url(url) as response, part.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
             done, last, started = 0, 0.0, time.monotonic()
             for block in iter(lambda: response.read(1 << 20), b""):
@@ -90,7 +90,7 @@ def pypi_file_url(project: str, filename: str) -> str:
     index = config.get("REPRO_PYPI_URL").rstrip("/")
     url = f"{index}/{project}/"
     try:
-        with _open(url, accept="application/vnd.pypi.simple.v1+json") as response:
+        with open_url(url, accept="application/vnd.pypi.simple.v1+json") as response:
             files = json.load(response)["files"]
     except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
         raise FetchError(f"PyPI index {url} not reachable: {exc}") from exc

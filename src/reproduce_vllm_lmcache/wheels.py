@@ -41,7 +41,7 @@ def _from_torch_index(index: str, filename: str, sha256: str) -> bool:
     if not fetch.reachable(page):
         return False
     try:
-        with fetch._open(page) as response:  # noqa: SLF001 - same module family
+        with fetch.open_url(page) as response:
             html = response.read().decode()
     except (urllib.error.URLError, OSError):
         return False
