@@ -5,7 +5,6 @@ Standard library only.
 
 from __future__ import annotations
 
-import configparser
 import platform
 import re
 import subprocess
