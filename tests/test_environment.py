@@ -1,10 +1,11 @@
 """The checks that end setup, asserted one by one, plus the lock and the disk guard."""
 
 import subprocess
+import tomllib
 
 import pytest
 
-from reproduce_vllm_lmcache import bootstrap, checks
+from reproduce_vllm_lmcache import bootstrap, checks, pins
 from reproduce_vllm_lmcache.config import ROOT
 
 
@@ -18,6 +19,21 @@ def test_uv_lock_matches_pyproject() -> None:
         ["uv", "lock", "--check"], cwd=ROOT, env=bootstrap.build_env(), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_uv_lock_has_no_machine_paths_and_pins_the_torch_wheel() -> None:
+    """The lock is committed: every local source is relative, and torch is the pinned wheel."""
+    text = (ROOT / "uv.lock").read_text()
+    assert "file://" not in text and str(ROOT) not in text
+    lock = tomllib.loads(text)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    sources = {s["path"] for s in project["tool"]["uv"]["sources"]["torch"]}
+    for machine, wheel in pins.load()["torch"]["wheels"].items():
+        assert f"wheelhouse/{wheel['file']}" in sources, f"pyproject.toml lacks the torch source for {machine}"
+    locked = {
+        w["filename"]: w["hash"] for p in lock["package"] if p["name"] == "torch" and "path" in p["source"] for w in p["wheels"]
+    }
+    assert locked == {w["file"]: f"sha256:{w['sha256']}" for w in pins.load()["torch"]["wheels"].values()}
 
 
 def test_full_disk_is_refused_with_numbers(tmp_path) -> None:

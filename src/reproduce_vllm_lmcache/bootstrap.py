@@ -100,7 +100,7 @@ def lock_covers_this_machine() -> bool:
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     wheel = pins.load()["torch"].get("wheels", {}).get(platform.machine(), {}).get("file")
     return any(
-        w.get("path") == wheel for p in lock["package"] if p["name"] == "torch" for w in p.get("wheels", [])
+        p["source"].get("path") == f"{wheels.WHEELHOUSE.name}/{wheel}" for p in lock["package"] if p["name"] == "torch"
     )
 
 
