@@ -87,9 +87,49 @@ wait_ready() {
     fi
     sleep 1
   done
-  echo "$name: ready at $url after $((SECONDS - start)) s"
+  READY_S=$((SECONDS - start))
+  echo "$name: ready at $url after $READY_S s"
   # Remember its processes now: if it is killed later, its workers' segments are still known.
   group_pids "$pid" >"$log.pids"
+}
+
+# up_lmcache LOG: start the LMCache server in the background and wait until it is ready.
+# Sets LMCACHE_PID and LMCACHE_LOG.
+up_lmcache() {
+  LMCACHE_LOG=$1
+  "$REPRO" preflight lmcache
+  read_command lmcache
+  start_server lmcache "$LMCACHE_LOG" "${CMD[@]}"
+  LMCACHE_PID=$SERVER_PID
+  wait_ready lmcache "$LMCACHE_PID" "$("$REPRO" url lmcache)/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$LMCACHE_LOG"
+}
+
+# up_vllm LOG: start vLLM in the background (after the namespace guard when it uses the
+# connector) and wait until it is ready. Sets VLLM_PID, VLLM_LOG and READY_S.
+up_vllm() {
+  VLLM_LOG=$1
+  "$REPRO" preflight vllm
+  [[ $REPRO_CONNECTOR == 0 ]] || "$REPRO" guard
+  read_command vllm
+  start_server vllm "$VLLM_LOG" "${CMD[@]}"
+  VLLM_PID=$SERVER_PID
+  wait_ready vllm "$VLLM_PID" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$VLLM_LOG"
+}
+
+# down_vllm / down_lmcache: stop what up_vllm / up_lmcache started (no-op when nothing runs).
+down_vllm() {
+  [[ -z ${VLLM_PID:-} ]] || stop_server vllm "$VLLM_PID" "$VLLM_LOG"
+  VLLM_PID=""
+}
+down_lmcache() {
+  [[ -z ${LMCACHE_PID:-} ]] || stop_server lmcache "$LMCACHE_PID" "$LMCACHE_LOG"
+  LMCACHE_PID=""
+}
+
+# clear_lmcache: drop everything in the running LMCache server's L1.
+clear_lmcache() {
+  curl -sf -X POST -H 'Content-Type: application/json' -d '{"tier": "l1", "force": true}' \
+    "$("$REPRO" url lmcache)/cache/clear" >/dev/null || die "could not clear the LMCache server's L1"
 }
 
 # Live processes in the process group led by PID (the server and everything it spawned).

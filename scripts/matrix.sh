@@ -14,64 +14,35 @@ run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-matrix"
 export REPRO_LOG_DIR="$run_dir/logs"
 mkdir -p "$REPRO_LOG_DIR"
 seed="matrix-$(date +%s)"
-lmcache_url=$("$REPRO" url lmcache)
-lmcache_pid="" vllm_pid="" lmcache_log="" vllm_log=""
-cleanup() {
-  [[ -z $vllm_pid ]] || stop_server vllm "$vllm_pid" "$vllm_log"
-  [[ -z $lmcache_pid ]] || stop_server lmcache "$lmcache_pid" "$lmcache_log"
-}
-trap cleanup EXIT
+LMCACHE_PID="" VLLM_PID=""
+trap 'down_vllm; down_lmcache' EXIT
 trap 'exit 130' INT TERM
-
-start_lmcache() {  # LOG_NAME
-  lmcache_log="$REPRO_LOG_DIR/$1.log"
-  "$REPRO" preflight lmcache
-  read_command lmcache
-  start_server lmcache "$lmcache_log" "${CMD[@]}"
-  lmcache_pid=$SERVER_PID
-  wait_ready lmcache "$lmcache_pid" "$lmcache_url/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$lmcache_log"
-}
-
-stop_lmcache() {
-  stop_server lmcache "$lmcache_pid" "$lmcache_log"
-  lmcache_pid=""
-}
 
 # configuration NAME CONNECTOR PREFIX_CACHING [TRANSFER_MODE] [ROUNDS]: restart vLLM so, run rounds.
 configuration() {
   local name=$1 rounds=${5:-cold,warm}
   export REPRO_CONNECTOR=$2 REPRO_PREFIX_CACHING=$3 REPRO_TRANSFER_MODE=${4:-lmcache_driven}
   echo "=== configuration $name: connector=$2 prefix_caching=$3 transfer=$REPRO_TRANSFER_MODE rounds=$rounds"
-  if [[ $rounds == cold,warm ]]; then
-    curl -sf -X POST -H 'Content-Type: application/json' -d '{"tier": "l1", "force": true}' \
-      "$lmcache_url/cache/clear" >/dev/null || die "could not clear LMCache at $lmcache_url"
-  fi
-  "$REPRO" preflight vllm >/dev/null
-  [[ $2 == 0 ]] || "$REPRO" guard
-  read_command vllm
-  vllm_log="$REPRO_LOG_DIR/vllm-$name.log"
-  start_server vllm "$vllm_log" "${CMD[@]}"
-  vllm_pid=$SERVER_PID
-  wait_ready vllm "$vllm_pid" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$vllm_log"
+  [[ $rounds != cold,warm ]] || clear_lmcache
+  up_vllm "$REPRO_LOG_DIR/vllm-$name.log"
   "$REPRO" e2e --run-dir "$run_dir" --seed "$seed" --configuration "$name" --rounds "$rounds" \
     --output "rounds-$name.json" || echo "configuration $name: verdicts failed (see above)"
   if [[ $name == lmcache ]]; then
     "$REPRO" scenarios --seed "$seed" --output "$run_dir/scenarios-lmcache.json" || true
   fi
-  stop_server vllm "$vllm_pid" "$vllm_log"
-  vllm_pid=""
+  down_vllm
 }
 
-start_lmcache lmcache
+up_lmcache "$REPRO_LOG_DIR/lmcache.log"
 configuration none 0 0
 configuration apc 0 1
 configuration lmcache 1 0
 configuration lmcache-restarted 1 0 lmcache_driven restart
 configuration both 1 1
 configuration lmcache-engine-pickle 1 0 engine_driven
-stop_lmcache
-REPRO_LMCACHE_SHM_NAME="repro_lmcache_$REPRO_LMCACHE_PORT" start_lmcache lmcache-shm
+down_lmcache
+REPRO_LMCACHE_SHM_NAME="repro_lmcache_$REPRO_LMCACHE_PORT" up_lmcache "$REPRO_LOG_DIR/lmcache-shm.log"
 configuration lmcache-engine-shm 1 0 engine_driven
-stop_lmcache
+down_lmcache
 
 "$REPRO" matrix-report "$run_dir"

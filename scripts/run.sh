@@ -16,28 +16,15 @@ grep '^setup complete' "$REPRO_LOG_DIR/setup.log"
 "$REPRO" preflight lmcache
 "$REPRO" preflight vllm
 
-lmcache_pid="" vllm_pid=""
-cleanup() {
-  [[ -z $vllm_pid ]] || stop_server vllm "$vllm_pid" "$REPRO_LOG_DIR/vllm.log"
-  [[ -z $lmcache_pid ]] || stop_server lmcache "$lmcache_pid" "$REPRO_LOG_DIR/lmcache.log"
-}
-trap cleanup EXIT
+LMCACHE_PID="" VLLM_PID=""
+trap 'down_vllm; down_lmcache' EXIT
 trap 'exit 130' INT TERM
-
-read_command lmcache
-start_server lmcache "$REPRO_LOG_DIR/lmcache.log" "${CMD[@]}"
-lmcache_pid=$SERVER_PID
-wait_ready lmcache "$lmcache_pid" "$("$REPRO" url lmcache)/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$REPRO_LOG_DIR/lmcache.log"
-
-"$REPRO" guard
-read_command vllm
-start_server vllm "$REPRO_LOG_DIR/vllm.log" "${CMD[@]}"
-vllm_pid=$SERVER_PID
-wait_ready vllm "$vllm_pid" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$REPRO_LOG_DIR/vllm.log"
+up_lmcache "$REPRO_LOG_DIR/lmcache.log"
+up_vllm "$REPRO_LOG_DIR/vllm.log"
 
 status=0
 "$REPRO" e2e --run-dir "$run_dir" || status=$?
-for server in lmcache:$lmcache_pid vllm:$vllm_pid; do
+for server in lmcache:$LMCACHE_PID vllm:$VLLM_PID; do
   if ! kill -0 "${server#*:}" 2>/dev/null; then
     echo "error: the ${server%%:*} server died during the run; last lines of its log:" >&2
     tail -n 30 "$REPRO_LOG_DIR/${server%%:*}.log" >&2

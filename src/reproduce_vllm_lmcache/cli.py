@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from . import config
+from .settings import KnobError
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -87,8 +88,10 @@ def cmd_e2e(args: argparse.Namespace) -> int:
         rounds = []
         for length in settings.prompt_tokens:
             label = f"p{length}"
-            ids = session.prompt(length, seed=f"{nonce}-{label}")
-            rounds += [session.round(name, label, ids, float(config.get("REPRO_REQUEST_TIMEOUT"))) for name in args.rounds.split(",")]
+            for repeat in range(args.repeats):
+                # Each repeat a prompt of its own, so that every first round is cold.
+                ids = session.prompt(length, seed=f"{nonce}-{label}" + (f"-r{repeat}" if repeat else ""))
+                rounds += [session.round(name, label, ids, float(config.get("REPRO_REQUEST_TIMEOUT"))) for name in args.rounds.split(",")]
     finally:
         session.close()
     for r in rounds:
@@ -185,6 +188,98 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """One configuration of the sweep, against the running servers: points-<configuration>.json."""
+    from . import bench, results
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        lengths = config.int_list("REPRO_BENCH_PROMPT_TOKENS")
+    except ValueError as exc:
+        raise KnobError(str(exc)) from None
+    too_long = [n for n in lengths if n + settings.max_tokens > settings.max_model_len]
+    if too_long:
+        raise KnobError(f"REPRO_BENCH_PROMPT_TOKENS {too_long} do not fit REPRO_MAX_MODEL_LEN={settings.max_model_len}")
+    repeats = int(config.get("REPRO_BENCH_REPEATS"))
+    print(f"bench {args.configuration}: prompts {lengths} tokens, {repeats} repeats, chunk size {settings.chunk_size}")
+    found = bench.measure(settings, lengths, repeats, args.lmcache_log, float(config.get("REPRO_REQUEST_TIMEOUT")))
+    found.update(
+        configuration=args.configuration,
+        vllm_ready_s=args.vllm_ready_s,
+        config={"knobs": config.resolved(), **settings.as_dict(), **results.environment()},
+    )
+    path = args.run_dir / f"points-{args.configuration}.json"
+    path.write_text(json.dumps(found, indent=2) + "\n")
+    print(f"recorded {path}")
+    return 0
+
+
+def cmd_bench_report(args: argparse.Namespace) -> int:
+    from . import bench, plots, results
+
+    data, path = bench.report(args.run_dir)
+    results.write(args.run_dir, path.name, data, latest=False)
+    plots.ttft(data["points"], args.run_dir / "bench-ttft.png")
+    plots.ratios(data["points"], args.run_dir / "bench-ratios.png")
+    print(bench.table(data["points"]))
+    print()
+    print("where a warm request's time goes (medians, seconds):")
+    print(bench.breakdown_table(data["points"]))
+    print()
+    for c in data["configurations"]:
+        m = c["machine"]
+        print(
+            f"{c['configuration']}: vLLM ready in {c['vllm_ready_s']} s; one-token TTFT {m['one_token_ttft_s']:.3f} s, "
+            f"HTTP round trip {m['http_rtt_s'] * 1000:.1f} ms, copy {m['copy_bytes_per_s'] / 1e9:.1f} GB/s, "
+            f"KV {m['kv_bytes_per_token']} bytes/token"
+        )
+    print(f"recorded {path} and plots bench-ttft.png, bench-ratios.png")
+    return 0
+
+
+def cmd_engine_bench_report(args: argparse.Namespace) -> int:
+    """The `lmcache bench engine` summaries of a run folder, side by side, into engine_bench.json."""
+    from . import results
+
+    summaries = {}
+    for path in sorted(args.run_dir.glob("*/bench_summary.json")):
+        summaries[path.parent.name] = json.loads(path.read_text())["results"]
+    if not summaries:
+        raise FileNotFoundError(f"no */bench_summary.json in {args.run_dir}")
+    fields = ("successful_requests", "failed_requests", "mean_ttft_ms", "p50_ttft_ms", "p90_ttft_ms", "mean_request_latency_ms", "input_throughput")
+    print(f"| workload, configuration | {' | '.join(fields)} |")
+    print("|---|" + "---:|" * len(fields))
+    for name, res in summaries.items():
+        print(f"| {name} | " + " | ".join(f"{res[f]:.1f}" if isinstance(res[f], float) else str(res[f]) for f in fields) + " |")
+    path = results.write(args.run_dir, "engine_bench.json", {"summaries": summaries}, latest=False)
+    print(f"recorded {path}")
+    return 0 if all(r["failed_requests"] == 0 and r["successful_requests"] > 0 for r in summaries.values()) else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare
+
+    if args.a and args.b:
+        a, b = args.a, args.b
+    elif args.a or args.b:
+        raise KnobError("give both results to compare, or neither (the latest two)")
+    else:
+        a, b = compare.latest_two(config.path("REPRO_RESULTS_DIR") / "runs", args.label)
+    _, text = compare.run(a, b)
+    print(text)
+    return 0
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    """HEAD and edits of a checkout, as one line (changes whenever its code changes)."""
+    from . import results
+
+    state = results.checkout_state(config.ROOT / args.checkout)
+    print(f"{state['head']} {state['edits_sha256'] or 'clean'}")
+    return 0
+
+
 def cmd_bench_summary(args: argparse.Namespace) -> int:
     """One line per phase of an `lmcache bench server` JSON; fails below 100 % checksum pass."""
     m = json.loads(args.file.read_text())["metrics"]
@@ -206,7 +301,6 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     from .client import ServerDown
-    from .settings import KnobError
 
     parser = argparse.ArgumentParser(prog="repro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,7 +321,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", default="cold,warm", help="round names per prompt, same prompt each (default: cold,warm)")
     p.add_argument("--configuration", default="", help="configuration name recorded with each round")
     p.add_argument("--output", default="run.json", help="file name in the run folder (only run.json updates latest.json)")
+    p.add_argument("--repeats", type=int, default=1, help="fresh prompts per length, each sent cold then warm (default: 1)")
     p.set_defaults(func=cmd_e2e)
+    p = sub.add_parser("bench", help="one configuration of the bench sweep against the running servers")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--configuration", required=True, help="name of this configuration, e.g. chunk256 or no-lmcache")
+    p.add_argument("--lmcache-log", type=Path, help="the LMCache server's log (for the retrieve times)")
+    p.add_argument("--vllm-ready-s", type=float, help="seconds vLLM took to become ready (recorded)")
+    p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("bench-report", help="merge a bench run folder into bench.json, plots and tables")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_bench_report)
+    p = sub.add_parser("engine-bench-report", help="the `lmcache bench engine` summaries of a run folder")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_engine_bench_report)
+    p = sub.add_parser("compare", help="B against A per round / point, with a noise verdict (default: latest two)")
+    p.add_argument("a", type=Path, nargs="?")
+    p.add_argument("b", type=Path, nargs="?")
+    p.add_argument("--label", help="only runs whose folder ends in -LABEL (e.g. dev, run, bench)")
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("fingerprint", help="one line that changes whenever a checkout's code changes")
+    p.add_argument("checkout", choices=("LMCache", "vllm"))
+    p.set_defaults(func=cmd_fingerprint)
     p = sub.add_parser("scenarios", help="negative, partial-prefix and multi-turn chat scenarios")
     p.add_argument("--seed", required=True, help="the seed of the cold/warm rounds run before")
     p.add_argument("--output", type=Path, required=True)
@@ -245,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (KnobError, ServerDown) as exc:
+    except (KnobError, ServerDown, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except httpx.HTTPError as exc:

@@ -39,6 +39,10 @@ class Round:
     output_tokens: list[str]
     top_logprobs: list[dict[str, float]]
     configuration: str = ""
+    # vLLM's own view of the request (histogram deltas): TTFT, time queued, time in prefill.
+    vllm_server_ttft_s: float = 0.0
+    vllm_queue_s: float = 0.0
+    vllm_prefill_s: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -166,6 +170,9 @@ def measure(
         vllm_local_hit_tokens=after.delta(before, metrics.VLLM_LOCAL_HITS),
         output_tokens=list(result["tokens"]),  # type: ignore[call-overload]
         top_logprobs=list(result["top_logprobs"]),  # type: ignore[call-overload]
+        vllm_server_ttft_s=round(after.change(before, metrics.VLLM_SERVER_TTFT), 4),
+        vllm_queue_s=round(after.change(before, metrics.VLLM_QUEUE), 4),
+        vllm_prefill_s=round(after.change(before, metrics.VLLM_PREFILL), 4),
     )
 
 

@@ -50,3 +50,15 @@ def path(key: str, environ: dict[str, str] | None = None) -> Path:
 def resolved() -> dict[str, str]:
     """Every knob with the value in force now."""
     return {key: get(key) for key in defaults()}
+
+
+def int_list(key: str, environ: dict[str, str] | None = None) -> list[int]:
+    """A comma-separated list of positive integers, e.g. REPRO_BENCH_PROMPT_TOKENS."""
+    raw = get(key, environ)
+    try:
+        values = [int(x) for x in raw.replace(" ", ",").split(",") if x]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"{key}={raw!r}: expected positive numbers like 640,3000")
+    return values

@@ -14,6 +14,11 @@ VLLM_EXTERNAL_HITS = "vllm:external_prefix_cache_hits_total"
 VLLM_EXTERNAL_QUERIES = "vllm:external_prefix_cache_queries_total"
 VLLM_LOCAL_HITS = "vllm:prefix_cache_hits_total"
 VLLM_LOCAL_QUERIES = "vllm:prefix_cache_queries_total"
+# Seconds, summed over requests (histogram sums): with one request at a time, the delta around
+# a request is that request's own time as vLLM saw it.
+VLLM_SERVER_TTFT = "vllm:time_to_first_token_seconds_sum"
+VLLM_QUEUE = "vllm:request_queue_time_seconds_sum"
+VLLM_PREFILL = "vllm:request_prefill_time_seconds_sum"
 
 
 def parse(text: str) -> dict[str, float]:
@@ -37,12 +42,18 @@ class Counters:
     vllm: dict[str, float]
 
     def delta(self, before: Counters, name: str) -> int:
+        return round(self.change(before, name))
+
+    def change(self, before: Counters, name: str) -> float:
         side = self.lmcache if name.startswith("lmcache") else self.vllm
         old = before.lmcache if name.startswith("lmcache") else before.vllm
-        return round(side.get(name, 0.0) - old.get(name, 0.0))
+        return side.get(name, 0.0) - old.get(name, 0.0)
 
 
-TRACKED = (LMCACHE_WRITES, LMCACHE_READS, VLLM_EXTERNAL_HITS, VLLM_EXTERNAL_QUERIES, VLLM_LOCAL_HITS, VLLM_LOCAL_QUERIES)
+TRACKED = (
+    LMCACHE_WRITES, LMCACHE_READS, VLLM_EXTERNAL_HITS, VLLM_EXTERNAL_QUERIES, VLLM_LOCAL_HITS, VLLM_LOCAL_QUERIES,
+    VLLM_SERVER_TTFT, VLLM_QUEUE, VLLM_PREFILL,
+)  # fmt: skip
 
 
 def snapshot(client: httpx.Client, lmcache_url: str | None, vllm_url: str) -> Counters:

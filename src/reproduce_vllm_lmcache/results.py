@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -46,8 +47,19 @@ def checkout_state(path: Path) -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True).stdout.strip()
 
-    edits = git("status", "--porcelain", "--untracked-files=no").splitlines()
-    return {"head": git("rev-parse", "HEAD"), "edited_files": [line[3:] for line in edits]}
+    edits = git("status", "--porcelain", "--untracked-files=all").splitlines()
+    diff = subprocess.run(["git", "-C", str(path), "diff", "HEAD"], capture_output=True).stdout
+    untracked = [line[3:] for line in edits if line.startswith("??")]
+    digest = hashlib.sha256(diff)
+    for name in sorted(untracked):
+        file = path / name
+        digest.update(name.encode() + (file.read_bytes() if file.is_file() else b""))
+    return {
+        "head": git("rev-parse", "HEAD"),
+        "edited_files": [line[3:] for line in edits],
+        # Changes when any edit changes, even to a file that was already edited.
+        "edits_sha256": digest.hexdigest() if edits else "",
+    }
 
 
 def package_version(name: str) -> str | None:

@@ -101,6 +101,7 @@ class Settings:
     l1_size_gb: float
     eviction_policy: str
     chunk_size: int
+    block_size: int
     lmcache_telemetry: bool
     lmcache_shm_name: str
     vllm_port: int
@@ -140,6 +141,12 @@ class Settings:
                     f"REPRO_PROMPT_TOKENS: {length} + {max_tokens} output tokens does not fit "
                     f"REPRO_MAX_MODEL_LEN={max_model_len}; shorten the prompt or raise the limit"
                 )
+        chunk_size, block_size = _int(env, "REPRO_CHUNK_SIZE", 16), _int(env, "REPRO_BLOCK_SIZE", 16)
+        if chunk_size % block_size:
+            raise KnobError(
+                f"REPRO_CHUNK_SIZE={chunk_size} is not a multiple of REPRO_BLOCK_SIZE={block_size} "
+                "(LMCacheMPConnector needs whole vLLM blocks per chunk)"
+            )
         model = config.get("REPRO_MODEL", env)
         model_path = config.path("REPRO_MODEL", env)
         looks_local = model.startswith((".", "/", "~")) or model.startswith("models/") or model.count("/") != 1
@@ -151,7 +158,8 @@ class Settings:
             lmcache_http_port=ports["REPRO_LMCACHE_HTTP_PORT"],
             l1_size_gb=_float(env, "REPRO_L1_SIZE_GB"),
             eviction_policy=_choice(env, "REPRO_EVICTION_POLICY", EVICTION_POLICIES),
-            chunk_size=_int(env, "REPRO_CHUNK_SIZE", 16),
+            chunk_size=chunk_size,
+            block_size=block_size,
             lmcache_telemetry=_choice(env, "REPRO_LMCACHE_TELEMETRY", ("true", "false")) == "true",
             lmcache_shm_name=config.get("REPRO_LMCACHE_SHM_NAME", env),
             vllm_port=ports["REPRO_VLLM_PORT"],
@@ -237,6 +245,7 @@ class Settings:
             "--dtype", self.dtype,
             "--max-model-len", str(self.max_model_len),
             "--max-num-seqs", str(self.max_num_seqs),
+            "--block-size", str(self.block_size),
             "--enable-prompt-tokens-details",
             "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
         ]  # fmt: skip

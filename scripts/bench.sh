@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The bench sweep: cold vs warm TTFT per prompt length (REPRO_BENCH_PROMPT_TOKENS) and LMCache
+# chunk size (REPRO_BENCH_CHUNK_SIZES), REPRO_BENCH_REPEATS fresh prompts per point, plus plain
+# vLLM (no connector) as the cold baseline; each point with the machine's floor. LMCache and vLLM
+# restart for every chunk size. Writes results/runs/<UTC>-bench/bench.json and PNG plots.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+require_env
+
+run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-bench"
+export REPRO_LOG_DIR="$run_dir/logs" REPRO_MAX_MODEL_LEN=$REPRO_BENCH_MAX_MODEL_LEN
+mkdir -p "$REPRO_LOG_DIR"
+LMCACHE_PID="" VLLM_PID=""
+trap 'down_vllm; down_lmcache' EXIT
+trap 'exit 130' INT TERM
+
+# sweep_point NAME: start vLLM with the knobs in force, measure every prompt length, stop it.
+sweep_point() {
+  up_vllm "$REPRO_LOG_DIR/vllm-$1.log"
+  "$REPRO" bench --run-dir "$run_dir" --configuration "$1" --vllm-ready-s "$READY_S" \
+    ${LMCACHE_LOG:+--lmcache-log "$LMCACHE_LOG"}
+  down_vllm
+}
+
+REPRO_CONNECTOR=0 LMCACHE_LOG="" sweep_point no-lmcache
+for chunk in ${REPRO_BENCH_CHUNK_SIZES//,/ }; do
+  echo "=== chunk size $chunk"
+  export REPRO_CHUNK_SIZE=$chunk REPRO_CONNECTOR=1
+  up_lmcache "$REPRO_LOG_DIR/lmcache-chunk$chunk.log"
+  sweep_point "chunk$chunk"
+  down_lmcache
+done
+"$REPRO" bench-report "$run_dir"

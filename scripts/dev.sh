@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The edit-rerun-compare loop. Keeps an LMCache server up between reruns (restarted only when
+# the code under LMCache/ changed), restarts vLLM (so edits under vllm/ and to the connector
+# take effect), sends REPRO_DEV_REPEATS fresh cold+warm prompts per length, and compares the
+# run with the previous dev run. `scripts/dev.sh stop` stops the kept LMCache server.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+require_env
+
+state="$REPRO_DEV_STATE_DIR"
+mkdir -p "$state"
+LMCACHE_PID=$(cat "$state/lmcache.pid" 2>/dev/null || true)
+LMCACHE_LOG="$state/lmcache.log"
+kept_alive() { [[ -n $LMCACHE_PID ]] && [[ -n $(group_pids "$LMCACHE_PID") ]]; }
+
+if [[ ${1:-} == stop ]]; then
+  kept_alive && down_lmcache || echo "dev: no kept LMCache server"
+  rm -f "$state/lmcache.pid" "$state/lmcache.fingerprint"
+  exit 0
+fi
+[[ $# -eq 0 ]] || die "usage: scripts/dev.sh [stop]"
+
+started=$SECONDS
+run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-dev"
+export REPRO_LOG_DIR="$run_dir/logs"
+mkdir -p "$REPRO_LOG_DIR"
+VLLM_PID=""
+new_lmcache=""
+# vLLM always stops; LMCache stops only when this rerun started it and failed.
+trap 'down_vllm; [[ -z $new_lmcache ]] || { down_lmcache; rm -f "$state/lmcache.pid"; }' EXIT
+trap 'exit 130' INT TERM
+
+fingerprint=$("$REPRO" fingerprint LMCache)
+if kept_alive && [[ $(cat "$state/lmcache.fingerprint" 2>/dev/null) == "$fingerprint" ]] &&
+  curl -sf -o /dev/null --max-time 2 "$("$REPRO" url lmcache)/healthcheck"; then
+  echo "dev: LMCache code unchanged, keeping the LMCache server (pid $LMCACHE_PID)"
+  clear_lmcache
+else
+  if kept_alive; then
+    echo "dev: LMCache code changed, restarting the LMCache server"
+    down_lmcache
+  fi
+  new_lmcache=1
+  up_lmcache "$LMCACHE_LOG"
+  echo "$LMCACHE_PID" >"$state/lmcache.pid"
+  echo "$fingerprint" >"$state/lmcache.fingerprint"
+fi
+
+up_vllm "$REPRO_LOG_DIR/vllm.log"
+status=0
+"$REPRO" e2e --run-dir "$run_dir" --repeats "$REPRO_DEV_REPEATS" || status=$?
+down_vllm
+new_lmcache=""  # from here on the LMCache server is kept
+if [[ $(ls -d "$REPRO_RESULTS_DIR"/runs/*-dev/run.json 2>/dev/null | wc -l) -ge 2 ]]; then
+  echo
+  "$REPRO" compare --label dev || status=$?
+else
+  echo "dev: first dev run recorded; the next rerun is compared with it"
+fi
+echo "dev: edit to verdict in $((SECONDS - started)) s (LMCache kept up; scripts/dev.sh stop stops it)"
+exit "$status"

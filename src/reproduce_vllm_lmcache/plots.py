@@ -1,0 +1,66 @@
+"""PNG plots of a bench sweep (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _series(points: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    by_chunk: dict[int, list[dict[str, Any]]] = {}
+    for p in sorted(points, key=lambda p: p["prompt_tokens"]):
+        by_chunk.setdefault(p["chunk_size"], []).append(p)
+    return by_chunk
+
+
+def ttft(points: list[dict[str, Any]], out: Path) -> Path:
+    """Cold and warm TTFT (median, min-max bars) and the floor, per chunk size."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for chunk, ps in _series(points).items():
+        x = [p["prompt_tokens"] for p in ps]
+        name = f"chunk {chunk}" if chunk else "no LMCache"
+        for kind, style in (("cold", "-"), ("warm", "--")):
+            if f"{kind}_ttft" not in ps[0]:
+                continue
+            mid = [p[f"{kind}_ttft"]["median"] for p in ps]
+            err = [[m - p[f"{kind}_ttft"]["min"] for m, p in zip(mid, ps)], [p[f"{kind}_ttft"]["max"] - m for m, p in zip(mid, ps)]]
+            ax.errorbar(x, mid, yerr=err, linestyle=style, marker="o", capsize=3, label=f"{kind}, {name}")
+        if "floor_s" in ps[0]:
+            ax.plot(x, [p["floor_s"] for p in ps], linestyle=":", marker="x", label=f"floor, {name}")
+    ax.set_yscale("log")
+    ax.set_xlabel("prompt tokens")
+    ax.set_ylabel("TTFT (s, median of repeats)")
+    ax.set_title("Cold vs warm TTFT and the machine's floor")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def ratios(points: list[dict[str, Any]], out: Path) -> Path:
+    """Speedup (cold/warm) and warm/floor per chunk size."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for chunk, ps in _series(points).items():
+        ps = [p for p in ps if "speedup" in p]
+        if not ps:
+            continue
+        x = [p["prompt_tokens"] for p in ps]
+        left.plot(x, [p["speedup"] for p in ps], marker="o", label=f"chunk {chunk}")
+        right.plot(x, [p["warm_over_floor"] for p in ps], marker="o", label=f"chunk {chunk}")
+    left.set_title("speedup: cold TTFT / warm TTFT")
+    right.set_title("warm TTFT / floor")
+    for ax in (left, right):
+        ax.set_xlabel("prompt tokens")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
