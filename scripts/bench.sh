@@ -2,7 +2,8 @@
 # The bench sweep: cold vs warm TTFT per prompt length (REPRO_BENCH_PROMPT_TOKENS) and LMCache
 # chunk size (REPRO_BENCH_CHUNK_SIZES), REPRO_BENCH_REPEATS fresh prompts per point, plus plain
 # vLLM (no connector) as the cold baseline; each point with the machine's floor. LMCache and vLLM
-# restart for every chunk size. Writes results/runs/<UTC>-bench/bench.json and PNG plots.
+# restart for every chunk size; a chunk below REPRO_BLOCK_SIZE runs with vLLM blocks of its size.
+# Writes results/runs/<UTC>-bench/bench.json and PNG plots.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -24,9 +25,11 @@ sweep_point() {
 }
 
 REPRO_CONNECTOR=0 LMCACHE_LOG="" sweep_point no-lmcache
+block=$REPRO_BLOCK_SIZE
 for chunk in ${REPRO_BENCH_CHUNK_SIZES//,/ }; do
-  echo "=== chunk size $chunk"
-  export REPRO_CHUNK_SIZE=$chunk REPRO_CONNECTOR=1
+  # A chunk smaller than vLLM's block needs smaller blocks (whole blocks per chunk).
+  export REPRO_CHUNK_SIZE=$chunk REPRO_CONNECTOR=1 REPRO_BLOCK_SIZE=$((chunk < block ? chunk : block))
+  echo "=== chunk size $chunk, vLLM block size $REPRO_BLOCK_SIZE"
   up_lmcache "$REPRO_LOG_DIR/lmcache-chunk$chunk.log"
   sweep_point "chunk$chunk"
   down_lmcache

@@ -124,3 +124,29 @@ def test_store_overhead_is_judged_against_the_no_connector_baseline() -> None:
     assert merged["cold_vs_no_connector"]["verdict"] == "unchanged"
     assert merged["speedup"] == 5.1 and merged["tail_tokens"] == 128
     assert "| 640 | 256 |" in bench.table(points) and "| 640 | none |" in bench.table(points)
+
+
+def test_checkout_state_names_edits_and_changes_with_every_edit(tmp_path) -> None:
+    import subprocess
+
+    from reproduce_vllm_lmcache import results
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True, capture_output=True)
+
+    (tmp_path / "server").mkdir()
+    (tmp_path / "integration").mkdir()
+    for name in ("server/a.py", "integration/b.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    assert results.checkout_state(tmp_path)["edited_files"] == []
+    (tmp_path / "integration/b.py").write_text("x = 2\n")
+    first = results.checkout_state(tmp_path)
+    assert first["edited_files"] == ["integration/b.py"] and first["edits_sha256"]
+    assert results.checkout_state(tmp_path, exclude=("integration",))["edits_sha256"] == ""
+    (tmp_path / "integration/b.py").write_text("x = 3\n")
+    assert results.checkout_state(tmp_path)["edits_sha256"] != first["edits_sha256"]
+    (tmp_path / "server/new.py").write_text("y = 1\n")
+    assert "server/new.py" in results.checkout_state(tmp_path, exclude=("integration",))["edited_files"]

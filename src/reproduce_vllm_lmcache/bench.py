@@ -125,7 +125,8 @@ def measure(
                     tail = LogTail(lmcache_log)
                     rounds.append(session.round("warm", f"p{length}", ids, timeout))
                     logs.append(lmcache_log_times(tail.new_text()))
-            points.append(point(rounds, logs, length, settings.chunk_size if settings.connector else 0))
+            found_point = point(rounds, logs, length, settings.chunk_size if settings.connector else 0)
+            points.append({**found_point, "block_size": settings.block_size})
     finally:
         session.close()
     return {"machine": found.as_dict(), "points": points}

@@ -272,10 +272,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
-    """HEAD and edits of a checkout, as one line (changes whenever its code changes)."""
+    """HEAD and edits of a checkout, as one line (changes whenever its code changes). For
+    LMCache, the server's code: lmcache/integration/ (the connector) runs inside vLLM."""
     from . import results
 
-    state = results.checkout_state(config.ROOT / args.checkout)
+    exclude = ("lmcache/integration",) if args.checkout == "LMCache" else ()
+    state = results.checkout_state(config.ROOT / args.checkout, exclude)
     print(f"{state['head']} {state['edits_sha256'] or 'clean'}")
     return 0
 

@@ -41,14 +41,17 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def checkout_state(path: Path) -> dict[str, Any]:
-    """HEAD and edited files of a checkout, so results say what code produced them."""
+def checkout_state(path: Path, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """HEAD and edited files of a checkout, so results say what code produced them
+    (``exclude``: sub-folders left out)."""
+    spec = ["--", ".", *(f":(exclude){e}" for e in exclude)]
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True).stdout.strip()
+        # Only trailing newlines go: a porcelain line starts with a space (" M file").
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True).stdout.rstrip("\n")
 
-    edits = git("status", "--porcelain", "--untracked-files=all").splitlines()
-    diff = subprocess.run(["git", "-C", str(path), "diff", "HEAD"], capture_output=True).stdout
+    edits = git("status", "--porcelain", "--untracked-files=all", *spec).splitlines()
+    diff = subprocess.run(["git", "-C", str(path), "diff", "HEAD", *spec], capture_output=True).stdout
     untracked = [line[3:] for line in edits if line.startswith("??")]
     digest = hashlib.sha256(diff)
     for name in sorted(untracked):

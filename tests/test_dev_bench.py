@@ -1,0 +1,105 @@
+"""scripts/dev.sh (edit, rerun, compare), scripts/bench.sh and scripts/engine_bench.sh on the
+real servers, each small enough for CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+from scripted_servers import alive, shm_segments
+
+from reproduce_vllm_lmcache.config import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+CONNECTOR = ROOT / "LMCache/lmcache/integration/vllm/lmcache_mp_connector.py"
+PROBE = 'logger.info("dev probe: connector edited")\n'
+
+
+def run(script: str, env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([str(ROOT / "scripts" / script), *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-5000:]
+    return out
+
+
+def pids_started(out: str) -> set[int]:
+    return {int(p) for p in re.findall(r"started, pid (\d+)", out)}
+
+
+def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> None:
+    env = {
+        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_PROMPT_TOKENS": "600",
+        "REPRO_DEV_REPEATS": "2", "REPRO_DEV_STATE_DIR": str(tmp_path / "dev"),
+    }  # fmt: skip
+    original = CONNECTOR.read_text()
+    outputs = []
+    try:
+        outputs.append(run("dev.sh", env))
+        assert "dev: first dev run recorded" in outputs[0]
+        CONNECTOR.write_text(original + PROBE)  # the README's worked example
+        outputs.append(run("dev.sh", env))
+    finally:
+        CONNECTOR.write_text(original)
+        outputs.append(run("dev.sh", env, "stop"))
+    first, second, _ = outputs
+    # The edit is in the connector (runs inside vLLM): LMCache stays up, vLLM restarts.
+    assert "keeping the LMCache server" in second and "lmcache: started" not in second
+    runs = sorted((tmp_path / "runs").glob("*-dev"))
+    assert len(runs) == 2
+    assert "dev probe: connector edited" in (runs[1] / "logs/vllm.log").read_text()
+    assert "dev probe" not in (runs[0] / "logs/vllm.log").read_text()
+    # The compare: every round of both runs, and the edit named as a configuration difference.
+    for row in ("p600 cold", "p600 warm"):
+        assert re.search(rf"^{row}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+±\d+%\s+(faster|slower|unchanged)$", second, re.M), second
+    assert "checkouts.LMCache.edited_files: [] -> ['lmcache/integration/vllm/lmcache_mp_connector.py']" in second
+    rounds = json.loads((runs[1] / "run.json").read_text())["rounds"]
+    assert [r["name"] for r in rounds] == ["cold", "warm"] * 2
+    assert all(r["vllm_external_hit_tokens"] == 512 for r in rounds if r["name"] == "warm")
+    pids = pids_started(first + second)
+    assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
+
+
+def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
+    env = {
+        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_BENCH_PROMPT_TOKENS": "640,1500",
+        "REPRO_BENCH_CHUNK_SIZES": "256", "REPRO_BENCH_REPEATS": "2", "REPRO_BENCH_MAX_MODEL_LEN": "4096",
+    }  # fmt: skip
+    out = run("bench.sh", env)
+    (run_dir,) = (tmp_path / "runs").glob("*-bench")
+    data = json.loads((run_dir / "bench.json").read_text())
+    points = {(p["chunk_size"], p["prompt_tokens"]): p for p in data["points"]}
+    assert set(points) == {(0, 640), (0, 1500), (256, 640), (256, 1500)}
+    for length in (640, 1500):
+        p = points[(256, length)]
+        assert p["repeats"] == 2 and len(p["warm_ttft_samples"]) == 2
+        assert p["warm_hit_tokens"] == (length - 1) // 256 * 256 and p["identical"]
+        assert 0 < p["floor_s"] < p["warm_ttft_s"] < p["cold_ttft_s"]
+        assert p["breakdown"]["lmcache_retrieve_s"] > 0 and p["breakdown"]["vllm_prefill_s"] > 0
+        assert p["cold_vs_no_connector"]["verdict"] in ("faster", "slower", "unchanged")
+    assert points[(256, 1500)]["cold_ttft_s"] > points[(256, 640)]["cold_ttft_s"]
+    for c in data["configurations"]:
+        assert c["vllm_ready_s"] > 0 and c["machine"]["copy_bytes_per_s"] > 1e8
+    for png in ("bench-ttft.png", "bench-ratios.png"):
+        assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
+    assert "| 1500 | 256 |" in out
+    pids = pids_started(out)
+    assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
+
+
+def test_engine_bench_runs_lmcache_workloads_with_and_without_lmcache(tmp_path) -> None:
+    env = {
+        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_ENGINE_BENCH_DOC_TOKENS": "1000",
+        "REPRO_ENGINE_BENCH_DOCS": "1", "REPRO_ENGINE_BENCH_QUERIES": "2", "REPRO_ENGINE_BENCH_CHAT_SECONDS": "10",
+    }  # fmt: skip
+    out = run("engine_bench.sh", env)
+    (run_dir,) = (tmp_path / "runs").glob("*-engine-bench")
+    summaries = json.loads((run_dir / "engine_bench.json").read_text())["summaries"]
+    assert set(summaries) == {f"{c}-{w}" for c in ("lmcache", "no-lmcache") for w in ("long-doc-qa", "multi-round-chat")}
+    for s in summaries.values():
+        assert s["successful_requests"] > 0 and s["failed_requests"] == 0
+    pids = pids_started(out)
+    assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
