@@ -9,7 +9,7 @@ from typing import Any
 from . import stats
 
 # Config entries that differ between any two runs without making them different experiments.
-VOLATILE = {"prompt_seed", "served_model"}
+VOLATILE = {"prompt_seed", "served_model", "REPRO_LOG_DIR"}
 
 
 def samples(data: dict[str, Any]) -> dict[str, list[float]]:
