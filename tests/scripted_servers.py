@@ -98,3 +98,8 @@ def shm_segments(pids: set[int]) -> list[Path]:
     if not shm.exists():
         return []
     return [p for p in shm.glob("lmcache_*") if any(f"_{pid}_" in p.name for pid in pids)]
+
+
+def server_pids(output: str) -> set[int]:
+    """PIDs of the servers a script's output says it started (lib.sh's start_server line)."""
+    return {int(p) for p in re.findall(r"started, pid (\d+)", output)}

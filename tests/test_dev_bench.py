@@ -9,7 +9,7 @@ import re
 import subprocess
 
 import pytest
-from scripted_servers import alive, shm_segments
+from scripted_servers import alive, server_pids, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
 
@@ -24,10 +24,6 @@ def run(script: str, env: dict[str, str], *args: str) -> str:
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-5000:]
     return out
-
-
-def pids_started(out: str) -> set[int]:
-    return {int(p) for p in re.findall(r"started, pid (\d+)", out)}
 
 
 def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> None:
@@ -59,7 +55,7 @@ def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> No
     rounds = json.loads((runs[1] / "run.json").read_text())["rounds"]
     assert [r["name"] for r in rounds] == ["cold", "warm"] * 2
     assert all(r["vllm_external_hit_tokens"] == 512 for r in rounds if r["name"] == "warm")
-    pids = pids_started(first + second)
+    pids = server_pids(first + second)
     assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
 
 
@@ -86,7 +82,7 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
     for png in ("bench-ttft.png", "bench-ratios.png"):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
     assert "| 1500 | 256 |" in out
-    pids = pids_started(out)
+    pids = server_pids(out)
     assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
 
 
@@ -101,5 +97,5 @@ def test_engine_bench_runs_lmcache_workloads_with_and_without_lmcache(tmp_path) 
     assert set(summaries) == {f"{c}-{w}" for c in ("lmcache", "no-lmcache") for w in ("long-doc-qa", "multi-round-chat")}
     for s in summaries.values():
         assert s["successful_requests"] > 0 and s["failed_requests"] == 0
-    pids = pids_started(out)
+    pids = server_pids(out)
     assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)

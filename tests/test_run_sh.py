@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from scripted_servers import alive, shm_segments
+from scripted_servers import alive, server_pids, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
 
@@ -17,8 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
 def started_pids(output: str) -> set[int]:
-    pids = {int(p) for p in re.findall(r"started, pid (\d+)", output)}
-    return pids | {int(p) for p in re.findall(r"/dev/shm/lmcache_kv_(\d+)_", output)}
+    return server_pids(output) | {int(p) for p in re.findall(r"/dev/shm/lmcache_kv_(\d+)_", output)}
 
 
 @pytest.fixture

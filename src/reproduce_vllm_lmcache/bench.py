@@ -70,13 +70,16 @@ def machine(session: client.Session, settings: Settings, repeats: int = 5) -> fl
     )
 
 
-def point(rounds: list[client.Round], logs: list[dict[str, float]], length: int, chunk_size: int) -> dict[str, Any]:
+def point(
+    rounds: list[client.Round], logs: list[dict[str, float]], length: int, chunk_size: int, block_size: int
+) -> dict[str, Any]:
     """Medians (and samples) of one prompt length's repeats."""
     cold = [r for r in rounds if r.name == "cold"]
     warm = [r for r in rounds if r.name == "warm"]
     out: dict[str, Any] = {
         "prompt_tokens": length,
         "chunk_size": chunk_size,
+        "block_size": block_size,
         "repeats": len(cold),
         "cold_ttft_s": stats.summary([r.ttft_s for r in cold])["median"],
         "cold_ttft": stats.summary([r.ttft_s for r in cold]),
@@ -125,8 +128,7 @@ def measure(
                     tail = LogTail(lmcache_log)
                     rounds.append(session.round("warm", f"p{length}", ids, timeout))
                     logs.append(lmcache_log_times(tail.new_text()))
-            found_point = point(rounds, logs, length, settings.chunk_size if settings.connector else 0)
-            points.append({**found_point, "block_size": settings.block_size})
+            points.append(point(rounds, logs, length, settings.chunk_size if settings.connector else 0, settings.block_size))
     finally:
         session.close()
     return {"machine": found.as_dict(), "points": points}
