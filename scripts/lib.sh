@@ -66,11 +66,21 @@ start_server() {
   echo "$name: started, pid $SERVER_PID, log $log"
 }
 
+# answers URL: an http(s) URL answers with success, or a tcp://HOST:PORT accepts connections.
+answers() {
+  if [[ $1 == tcp://* ]]; then
+    local hostport=${1#tcp://}
+    (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}") 2>/dev/null
+  else
+    curl -sf -o /dev/null --max-time 2 "$1"
+  fi
+}
+
 # wait_ready NAME PID URL TIMEOUT LOG: poll URL until it answers; fail with the log's tail if
 # the process dies or the timeout passes.
 wait_ready() {
   local name=$1 pid=$2 url=$3 timeout=$4 log=$5 start=$SECONDS next=15
-  until curl -sf -o /dev/null --max-time 2 "$url"; do
+  until answers "$url"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "error: $name (pid $pid) exited before it was ready; last lines of $log:" >&2
       tail -n 40 "$log" >&2
@@ -116,6 +126,22 @@ up_vllm() {
   wait_ready vllm "$VLLM_PID" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$VLLM_LOG"
 }
 
+# up_redis LOG: start the Redis server for LMCache's L2 and wait until it accepts connections.
+# Sets REDIS_PID and REDIS_LOG.
+up_redis() {
+  REDIS_LOG=$1
+  "$REPRO" preflight redis
+  read_command redis
+  mkdir -p "$REPRO_REDIS_DIR"
+  start_server redis "$REDIS_LOG" "${CMD[@]}"
+  REDIS_PID=$SERVER_PID
+  wait_ready redis "$REDIS_PID" "$("$REPRO" url redis)" 30 "$REDIS_LOG"
+}
+down_redis() {
+  [[ -z ${REDIS_PID:-} ]] || stop_server redis "$REDIS_PID" "$REDIS_LOG"
+  REDIS_PID=""
+}
+
 # down_vllm / down_lmcache: stop what up_vllm / up_lmcache started (no-op when nothing runs).
 down_vllm() {
   [[ -z ${VLLM_PID:-} ]] || stop_server vllm "$VLLM_PID" "$VLLM_LOG"
@@ -128,8 +154,7 @@ down_lmcache() {
 
 # clear_lmcache: drop everything in the running LMCache server's L1.
 clear_lmcache() {
-  curl -sf -X POST -H 'Content-Type: application/json' -d '{"tier": "l1", "force": true}' \
-    "$("$REPRO" url lmcache)/cache/clear" >/dev/null || die "could not clear the LMCache server's L1"
+  "$REPRO" lmcache-clear >/dev/null || die "could not clear the LMCache server's L1"
 }
 
 # Live processes in the process group led by PID (the server and everything it spawned).

@@ -94,3 +94,24 @@ def test_threads_bind_all_means_every_core() -> None:
     expected = "0-3" if sys.platform == "linux" else "nobind"
     assert settings.threads_bind("all", 4) == expected
     assert settings.threads_bind("0", 4) == "0"
+
+
+def test_l2_adapter_is_lmcaches_own_resp_or_fs_spec() -> None:
+    assert "--l2-adapter" not in Settings.from_env({}).lmcache_argv()
+    redis = Settings.from_env({"REPRO_L2": "redis", "REPRO_REDIS_PORT": "6400"})
+    argv = redis.lmcache_argv()
+    assert json.loads(argv[argv.index("--l2-adapter") + 1]) == {"type": "resp", "host": "127.0.0.1", "port": 6400}
+    disk = Settings.from_env({"REPRO_L2": "disk", "REPRO_L2_DISK_DIR": "some/where"})
+    spec = json.loads(disk.lmcache_argv()[-1])
+    assert spec["type"] == "fs" and spec["base_path"].endswith("some/where") and spec["base_path"].startswith("/")
+    with pytest.raises(KnobError, match="REPRO_L2='s3'"):
+        Settings.from_env({"REPRO_L2": "s3"})
+    with pytest.raises(KnobError, match="ports must differ"):
+        Settings.from_env({"REPRO_REDIS_PORT": "8000"})
+
+
+def test_redis_binds_loopback_on_its_own_port_and_persists_nothing() -> None:
+    argv = Settings.from_env({"REPRO_REDIS_PORT": "6401"}).redis_argv()
+    assert argv[argv.index("--bind") + 1] == "127.0.0.1"
+    assert argv[argv.index("--port") + 1] == "6401"
+    assert argv[argv.index("--save") + 1] == "" and argv[argv.index("--appendonly") + 1] == "no"

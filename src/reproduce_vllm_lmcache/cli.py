@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import config
+from . import config, tiers_cli
 from .settings import KnobError
 
 
@@ -25,7 +25,7 @@ def cmd_command(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     settings = Settings.from_env()
-    argv = {"lmcache": settings.lmcache_argv, "vllm": settings.vllm_argv}[args.server]()
+    argv = {"lmcache": settings.lmcache_argv, "vllm": settings.vllm_argv, "redis": settings.redis_argv}[args.server]()
     sys.stdout.write("\0".join(argv) + "\0")
     return 0
 
@@ -34,7 +34,7 @@ def cmd_url(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     settings = Settings.from_env()
-    print({"lmcache": settings.lmcache_http_url, "vllm": settings.vllm_url}[args.server])
+    print({"lmcache": settings.lmcache_http_url, "vllm": settings.vllm_url, "redis": settings.redis_url}[args.server])
     return 0
 
 
@@ -46,10 +46,15 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     check_ports(args.server, settings)
+    if args.server == "redis":
+        from .preflight import check_redis_binary
+
+        print(f"redis: {check_redis_binary(settings)} on {settings.redis_url}, folder {settings.redis_dir}")
+        return 0
     memory = check_memory(settings, args.server, float(config.get("REPRO_MEMORY_HEADROOM_GB")))
     shown = {k: v for k, v in settings.as_dict().items() if k not in ("prompt_tokens", "max_tokens")}
     if args.server == "lmcache":
-        keys = ("host", "lmcache_port", "lmcache_http_port", "l1_size_gb", "eviction_policy", "chunk_size", "transfer_mode", "lmcache_telemetry")
+        keys = ("host", "lmcache_port", "lmcache_http_port", "l1_size_gb", "eviction_policy", "chunk_size", "transfer_mode", "lmcache_telemetry", "l2")
         shown = {k: shown[k] for k in keys}
     print(f"{args.server} knobs: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     print(f"{args.server} ports free: " + ", ".join(str(p) for p in ports_for(args.server, settings).values()))
@@ -313,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         ("preflight", cmd_preflight, "validate knobs and ports before starting a server"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("server", choices=("lmcache", "vllm"))
+        p.add_argument("server", choices=("lmcache", "vllm", "redis"))
         p.set_defaults(func=func)
     sub.add_parser("guard", help="KV namespace guard before vLLM starts (needs LMCache up)").set_defaults(func=cmd_guard)
     p = sub.add_parser("e2e", help="cold then warm requests per prompt length, proven by metrics")
@@ -359,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench-summary", help="summarise an `lmcache bench server` JSON (exit 1 below 100 %% pass)")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_bench_summary)
+    tiers_cli.register(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

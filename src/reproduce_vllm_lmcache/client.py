@@ -43,6 +43,10 @@ class Round:
     vllm_server_ttft_s: float = 0.0
     vllm_queue_s: float = 0.0
     vllm_prefill_s: float = 0.0
+    # LMCache's L2 tier and L1 eviction during the request (chunks).
+    lmcache_l2_stored_chunks: int = 0
+    lmcache_l2_loaded_chunks: int = 0
+    lmcache_l1_evicted_chunks: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -173,6 +177,9 @@ def measure(
         vllm_server_ttft_s=round(after.change(before, metrics.VLLM_SERVER_TTFT), 4),
         vllm_queue_s=round(after.change(before, metrics.VLLM_QUEUE), 4),
         vllm_prefill_s=round(after.change(before, metrics.VLLM_PREFILL), 4),
+        lmcache_l2_stored_chunks=after.delta(before, metrics.LMCACHE_L2_STORED),
+        lmcache_l2_loaded_chunks=after.delta(before, metrics.LMCACHE_L2_LOADED),
+        lmcache_l1_evicted_chunks=after.delta(before, metrics.LMCACHE_L1_EVICTED),
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psutil
 
-from . import config
+from . import config, lmcache_api
 from .settings import KnobError, Settings
 
 GIB = 1 << 30
@@ -36,13 +36,13 @@ def stamp_path(settings: Settings) -> Path:
 
 
 def lmcache_incarnation(settings: Settings) -> int:
-    status = httpx.get(f"{settings.lmcache_http_url}/status", timeout=10).json()
-    return int(status["kv_events"]["incarnation"])
+    with httpx.Client() as client:
+        return int(lmcache_api.status(client, settings.lmcache_http_url)["kv_events"]["incarnation"])
 
 
 def clear_l1(settings: Settings) -> None:
-    response = httpx.post(f"{settings.lmcache_http_url}/cache/clear", json={"tier": "l1", "force": True}, timeout=30)
-    response.raise_for_status()
+    with httpx.Client() as client:
+        lmcache_api.clear_l1(client, settings.lmcache_http_url)
 
 
 def check_namespace(settings: Settings, mode: str) -> str:

@@ -10,6 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 LMCACHE_WRITES = "lmcache_mp_l1_write_chunks_total"
 LMCACHE_READS = "lmcache_mp_l1_read_chunks_total"
+# LMCache's L2 tier and L1 eviction (chunks).
+LMCACHE_L2_STORED = "lmcache_mp_l2_store_completed_objects_chunks_total"
+LMCACHE_L2_LOADED = "lmcache_mp_l2_prefetch_load_completed_chunks_total"
+LMCACHE_L1_EVICTED = "lmcache_mp_l1_evicted_chunks_total"
 VLLM_EXTERNAL_HITS = "vllm:external_prefix_cache_hits_total"
 VLLM_EXTERNAL_QUERIES = "vllm:external_prefix_cache_queries_total"
 VLLM_LOCAL_HITS = "vllm:prefix_cache_hits_total"
@@ -27,6 +31,17 @@ def parse(text: str) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
+    return totals
+
+
+def by_label(text: str, name: str, label: str) -> dict[str, float]:
+    """One metric's samples summed per value of ``label`` (e.g. vLLM's prompt tokens by source)."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and label in sample.labels:
+                key = sample.labels[label]
+                totals[key] = totals.get(key, 0.0) + float(sample.value)
     return totals
 
 
@@ -51,7 +66,7 @@ class Counters:
 
 
 TRACKED = (
-    LMCACHE_WRITES, LMCACHE_READS, VLLM_EXTERNAL_HITS, VLLM_EXTERNAL_QUERIES, VLLM_LOCAL_HITS, VLLM_LOCAL_QUERIES,
+    LMCACHE_WRITES, LMCACHE_READS, LMCACHE_L2_STORED, LMCACHE_L2_LOADED, LMCACHE_L1_EVICTED, VLLM_EXTERNAL_HITS, VLLM_EXTERNAL_QUERIES, VLLM_LOCAL_HITS, VLLM_LOCAL_QUERIES,
     VLLM_SERVER_TTFT, VLLM_QUEUE, VLLM_PREFILL,
 )  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import shutil
 import socket
 
 import psutil
@@ -18,7 +19,7 @@ def port_holder(port: int) -> str:
                 if conn.pid is None:
                     return "a process of another user"
                 proc = psutil.Process(conn.pid)
-                return f"pid {conn.pid} ({' '.join(proc.cmdline())[:160]})"
+                return f"pid {conn.pid} ({' '.join(proc.cmdline()).strip()[:160]})"
     except (psutil.AccessDenied, psutil.NoSuchProcess):
         pass
     return f"an unknown process (try: lsof -nP -iTCP:{port} -sTCP:LISTEN)"
@@ -42,6 +43,8 @@ def ports_for(server: str, settings: Settings) -> dict[str, int]:
         return {"REPRO_LMCACHE_PORT": settings.lmcache_port, "REPRO_LMCACHE_HTTP_PORT": settings.lmcache_http_port}
     if server == "vllm":
         return {"REPRO_VLLM_PORT": settings.vllm_port}
+    if server == "redis":
+        return {"REPRO_REDIS_PORT": settings.redis_port}
     raise KnobError(f"unknown server {server!r}")
 
 
@@ -52,3 +55,14 @@ def check_ports(server: str, settings: Settings) -> None:
                 f"port {port} ({knob}) on {settings.host} is taken by {port_holder(port)}; "
                 f"stop that process or choose another port, e.g. {knob}={port + 1}"
             )
+
+
+def check_redis_binary(settings: Settings) -> str:
+    """The Redis server binary's path, or an error that says how to install one."""
+    found = shutil.which(settings.redis_server)
+    if not found:
+        raise KnobError(
+            f"REPRO_REDIS_SERVER={settings.redis_server!r} not found: install Redis "
+            "(Debian/Ubuntu: apt install redis-server; macOS: brew install redis) or point the knob at the binary"
+        )
+    return found

@@ -11,10 +11,15 @@ from typing import Any
 from .client import Round, Session
 
 
+def hit_tokens(prompt_tokens: int, stored_tokens: int, chunk: int) -> int:
+    """Tokens LMCache serves to a prompt whose first ``stored_tokens`` were stored before: their
+    whole chunks, less the last prompt token, which vLLM always computes."""
+    return max(0, min(stored_tokens // chunk * chunk, prompt_tokens - 1))
+
+
 def full_chunks(tokens: int, chunk: int) -> int:
-    """Tokens LMCache can serve for a prompt prefix of ``tokens``: whole chunks only, and at
-    least one prompt token is always computed."""
-    return (tokens - 1) // chunk * chunk if tokens > 0 else 0
+    """Tokens LMCache serves when the same prompt of ``tokens`` comes again."""
+    return hit_tokens(tokens, tokens, chunk)
 
 
 def verdict(name: str, ok: bool, detail: str, rounds: list[Round]) -> dict[str, Any]:
@@ -35,7 +40,7 @@ def partial_prefix(session: Session, stored: list[int], shared: int, seed: str, 
     question = session.tokenize(f"\n\nQuestion ({seed}): which words repeat most often here? List three.\nAnswer:")
     ids = stored[:shared] + question
     r = session.round("partial", f"p{len(ids)}-shared{shared}", ids, timeout)
-    want = full_chunks(shared, session.settings.chunk_size)
+    want = hit_tokens(len(ids), shared, session.settings.chunk_size)
     ok = r.vllm_external_hit_tokens == want and r.lmcache_l1_read_chunks == want // session.settings.chunk_size
     detail = f"{r.vllm_external_hit_tokens} of {len(ids)} tokens hit, {r.lmcache_l1_read_chunks} chunks read (want {want} = whole chunks of the {shared} shared tokens)"
     return verdict("partial prefix", ok, detail, [r])

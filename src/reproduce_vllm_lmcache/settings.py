@@ -18,6 +18,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 TRANSFER_MODES = ("lmcache_driven", "engine_driven")
 EVICTION_POLICIES = ("LRU", "ARC", "IsolatedLRU", "noop")
 FAILURE_POLICIES = ("recompute", "fail")
+L2_KINDS = ("none", "redis", "disk")
 
 
 class KnobError(ValueError):
@@ -118,11 +119,17 @@ class Settings:
     prompt_tokens: tuple[int, ...]
     max_tokens: int
     connector: bool
+    l2: str
+    redis_server: str
+    redis_port: int
+    redis_dir: str
+    l2_disk_dir: str
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ) if env is None else env
-        ports = {key: _port(env, key) for key in ("REPRO_LMCACHE_PORT", "REPRO_LMCACHE_HTTP_PORT", "REPRO_VLLM_PORT")}
+        port_knobs = ("REPRO_LMCACHE_PORT", "REPRO_LMCACHE_HTTP_PORT", "REPRO_VLLM_PORT", "REPRO_REDIS_PORT")
+        ports = {key: _port(env, key) for key in port_knobs}
         if len(set(ports.values())) != len(ports):
             raise KnobError(f"ports must differ: {ports}")
         host = config.get("REPRO_HOST", env)
@@ -176,6 +183,11 @@ class Settings:
             prompt_tokens=lengths,
             max_tokens=max_tokens,
             connector=_flag(env, "REPRO_CONNECTOR"),
+            l2=_choice(env, "REPRO_L2", L2_KINDS),
+            redis_server=config.get("REPRO_REDIS_SERVER", env),
+            redis_port=ports["REPRO_REDIS_PORT"],
+            redis_dir=str(config.path("REPRO_REDIS_DIR", env)),
+            l2_disk_dir=str(config.path("REPRO_L2_DISK_DIR", env)),
         )
 
     # --- URLs ------------------------------------------------------------------------
@@ -190,6 +202,10 @@ class Settings:
     @property
     def vllm_url(self) -> str:
         return self._url(self.vllm_port)
+
+    @property
+    def redis_url(self) -> str:
+        return f"tcp://{self.host}:{self.redis_port}"
 
     @property
     def lmcache_rpc_url(self) -> str:
@@ -225,7 +241,27 @@ class Settings:
         ]  # fmt: skip
         if self.lmcache_shm_name:
             argv += ["--shm-name", self.lmcache_shm_name]
+        if self.l2 != "none":
+            argv += ["--l2-adapter", json.dumps(self.l2_adapter())]
         return argv
+
+    def l2_adapter(self) -> dict[str, object]:
+        """LMCache's own L2 adapter spec: ``resp`` (its native Redis client) or ``fs`` (files)."""
+        if self.l2 == "redis":
+            return {"type": "resp", "host": self.host, "port": self.redis_port}
+        if self.l2 == "disk":
+            return {"type": "fs", "base_path": self.l2_disk_dir}
+        raise KnobError(f"REPRO_L2={self.l2!r}: no L2 adapter")
+
+    def redis_argv(self) -> list[str]:
+        """A Redis server for LMCache's L2: loopback only, own port and folder, nothing persisted."""
+        return [
+            self.redis_server,
+            "--bind", self.host, "--port", str(self.redis_port),
+            "--dir", self.redis_dir,
+            "--save", "", "--appendonly", "no",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
 
     def vllm_env(self) -> dict[str, str]:
         return {

@@ -1,0 +1,113 @@
+"""Beyond one cache, on the real servers: L2 on a real Redis and on disk, L1 eviction under two
+policies, two vLLM instances sharing one LMCache, and `repro status` against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from scripted_servers import ScriptedServer, alive, server_pids, shm_segments
+
+from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.scenarios import full_chunks
+from reproduce_vllm_lmcache.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+
+def hit(tokens: int) -> int:
+    """Tokens LMCache serves for a repeated prompt of ``tokens`` at the configured chunk size."""
+    return full_chunks(tokens, Settings.from_env().chunk_size)
+
+
+def run(script: str, env: dict[str, str]) -> str:
+    result = subprocess.run([str(ROOT / "scripts" / script)], cwd=ROOT, env=env, capture_output=True, text=True)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    pids = server_pids(out)
+    assert pids and not alive(pids) and not shm_segments(pids), f"left behind: {alive(pids)}"
+    return out
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (apt install redis-server)")
+def test_l2_on_redis_and_on_disk_serves_the_warm_request_after_l1_is_cleared(tmp_path) -> None:
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_L2_PROMPT_TOKENS": "1500",
+           "REPRO_L2_DISK_DIR": str(tmp_path / "l2"), "REPRO_REDIS_DIR": str(tmp_path / "redis")}  # fmt: skip
+    out = run("l2.sh", env)
+    (run_dir,) = (tmp_path / "runs").glob("*-l2")
+    for kind in ("redis", "disk"):
+        data = json.loads((run_dir / f"l2-{kind}.json").read_text())
+        assert data["passed"], data["detail"]
+        cold, warm_l1, warm_l2 = data["rounds"]
+        chunks = -(-hit(1500) // Settings.from_env().chunk_size)
+        assert warm_l2["vllm_external_hit_tokens"] == hit(1500) and warm_l2["lmcache_l2_loaded_chunks"] >= chunks
+        assert warm_l1["lmcache_l2_loaded_chunks"] == 0
+        assert warm_l2["output_tokens"] == cold["output_tokens"]
+        assert data["l2_contents"]["objects"] >= cold["lmcache_l1_write_chunks"] > 0
+        assert warm_l2["ttft_s"] < cold["ttft_s"]
+    assert "PASS L2 redis" in out and "PASS L2 disk" in out
+    assert not list((tmp_path / "l2").glob("*/*")), "the run's disk L2 folder is removed afterwards"
+
+
+def test_eviction_hits_follow_lru_and_noop(tmp_path) -> None:
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path)}
+    out = run("eviction.sh", env)
+    (run_dir,) = (tmp_path / "runs").glob("*-eviction")
+    lru = json.loads((run_dir / "eviction-LRU.json").read_text())
+    noop = json.loads((run_dir / "eviction-noop.json").read_text())
+    for data in (lru, noop):
+        assert data["passed"], data["detail"]
+        assert all(r["hit_tokens"] == r["predicted_hit_tokens"] for r in data["requests"])
+    full = lru["chunks_per_prompt"]
+    assert lru["resident_after_stream"]["P1"] == full and lru["resident_after_stream"]["P2"] == 0
+    assert sum(r["evicted_chunks"] for r in lru["requests"]) > 0
+    assert sum(r["evicted_chunks"] for r in noop["requests"]) == 0
+    assert noop["resident_after_stream"]["P1"] == full and noop["resident_after_stream"]["P6"] < full
+    assert "PASS eviction LRU" in out and "PASS eviction noop" in out
+
+
+def test_two_vllm_instances_share_one_lmcache_and_status_shows_it(tmp_path) -> None:
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_SHARED_PROMPT_TOKENS": "1500",
+           "REPRO_LOG_DIR": str(tmp_path / "logs")}  # fmt: skip
+    out = run("shared.sh", env)
+    (run_dir,) = (tmp_path / "runs").glob("*-shared")
+    data = json.loads((run_dir / "shared.json").read_text())
+    assert data["passed"], data["detail"]
+    rounds = data["rounds"]
+    assert [r["name"] for r in rounds] == ["cold@8000", "warm@8001", "cold@8001", "warm@8000"]
+    for cold, warm in (rounds[:2], rounds[2:]):
+        assert warm["vllm_external_hit_tokens"] == hit(1500) and warm["output_tokens"] == cold["output_tokens"]
+    assert "PASS two vLLM instances" in out
+
+
+def test_status_answers_did_the_cache_help_from_the_servers(tmp_path) -> None:
+    env = {**os.environ, "REPRO_LOG_DIR": str(tmp_path / "logs"), "REPRO_RESULTS_DIR": str(tmp_path)}
+    repro = str(ROOT / ".venv/bin/repro")
+    down = subprocess.run([repro, "status"], env=env, capture_output=True, text=True)
+    assert down.returncode == 0 and "not answering" in down.stdout
+    lmcache = ScriptedServer("start_lmcache.sh", env)
+    vllm = None
+    try:
+        lmcache.wait_for(r"lmcache: serving", 180)
+        vllm = ScriptedServer("start_vllm.sh", env)
+        vllm.wait_for(r"vllm: serving", 900)
+        e2e = subprocess.run([repro, "e2e", "--label", "status"], env={**env, "REPRO_PROMPT_TOKENS": "600"},
+                             capture_output=True, text=True)  # fmt: skip
+        assert e2e.returncode == 0, e2e.stdout[-3000:] + e2e.stderr[-3000:]
+        shown = subprocess.run([repro, "status"], env=env, capture_output=True, text=True)
+        snap = json.loads(subprocess.run([repro, "status", "--json"], env=env, capture_output=True, text=True).stdout)
+    finally:
+        for server in (vllm, lmcache):
+            if server is not None:
+                server.interrupt()
+    assert shown.returncode == 0, shown.stderr
+    sources = snap["vllm"][0]["prompt_tokens_by_source"]
+    chunks = -(-hit(600) // Settings.from_env().chunk_size)
+    assert sources["external_kv_transfer"] == hit(600)
+    assert snap["lmcache"]["counters"]["L1 chunks read"] == chunks
+    assert snap["lmcache"]["l1"]["total_object_count"] >= chunks
+    assert f"{hit(600)} from LMCache" in shown.stdout and "the cache helped" in shown.stdout
+    assert f"p600 warm: 600 prompt tokens, {hit(600)} hit" in shown.stdout
