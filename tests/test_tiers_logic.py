@@ -95,3 +95,21 @@ def test_hit_tokens_are_whole_stored_chunks_less_the_last_prompt_token(prompt, s
     from reproduce_vllm_lmcache.scenarios import hit_tokens
 
     assert hit_tokens(prompt, stored, chunk) == expected
+
+
+def test_profile_summary_counts_inclusive_and_self_samples_per_function() -> None:
+    from reproduce_vllm_lmcache import profile
+
+    lines = [
+        'process 7:"python -m vllm serve";thread (0x1);step (vllm/v1/engine/core.py:10);forward (model.py:5) 30',
+        'process 7:"python -m vllm serve";thread (0x1);step (vllm/v1/engine/core.py:12);wait (connector.py:9) 10',
+        'process 9:"lmcache server";thread (0x2);retrieve (lmcache/transfer.py:3) 60',
+        "garbage line",
+    ]
+    s = profile.summarize(lines)
+    assert s.samples == 100
+    assert s.inclusive["step (engine/core.py)"] == 40  # two lines of one function merged
+    assert s.leaf["retrieve (lmcache/transfer.py)"] == 60 and s.leaf["forward (model.py)"] == 30
+    assert s.processes == {"python -m vllm": 40, "lmcache server": 60}
+    text = profile.report(s)
+    assert " 60.0 %  retrieve (lmcache/transfer.py)" in text and text.startswith("100 on-CPU samples")

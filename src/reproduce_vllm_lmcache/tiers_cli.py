@@ -103,6 +103,18 @@ def cmd_lmcache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile_report(args: argparse.Namespace) -> int:
+    from . import profile
+
+    found = sorted(args.run_dir.glob("*.pyspy.txt"))
+    if not found:
+        raise FileNotFoundError(f"no *.pyspy.txt in {args.run_dir}")
+    for path in found:
+        print(f"=== {path.name.split('.')[0]} ({path})")
+        print(profile.report(profile.summarize(path.read_text().splitlines())))
+    return 0
+
+
 def register(sub: Any) -> None:
     for name, func, text in (
         ("l2", cmd_l2, "store a prompt in L1 and L2, clear L1, serve the warm request from L2 (REPRO_L2)"),
@@ -115,4 +127,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("status", help="what is cached, hit rates and the last requests, from the servers' endpoints")
     p.add_argument("--json", action="store_true", help="the raw snapshot as JSON")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("profile-report", help="top functions of the py-spy profiles in a run folder")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_profile_report)
     sub.add_parser("lmcache-clear", help="drop everything in the running LMCache server's L1").set_defaults(func=cmd_lmcache_clear)
