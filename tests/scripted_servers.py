@@ -103,3 +103,21 @@ def shm_segments(pids: set[int]) -> list[Path]:
 def server_pids(output: str) -> set[int]:
     """PIDs of the servers a script's output says it started (lib.sh's start_server line)."""
     return {int(p) for p in re.findall(r"started, pid (\d+)", output)}
+
+
+def chunk_size() -> int:
+    from reproduce_vllm_lmcache.settings import Settings
+
+    return Settings.from_env().chunk_size
+
+
+def expected_hit(tokens: int) -> int:
+    """Tokens LMCache serves to a repeated prompt of ``tokens`` at the configured chunk size."""
+    from reproduce_vllm_lmcache.scenarios import full_chunks
+
+    return full_chunks(tokens, chunk_size())
+
+
+def chunks_read(tokens: int) -> int:
+    """Chunks LMCache reads for that hit (the last one may be used all but its last token)."""
+    return -(-expected_hit(tokens) // chunk_size())

@@ -9,9 +9,10 @@ import re
 import subprocess
 
 import pytest
-from scripted_servers import alive, server_pids, shm_segments
+from scripted_servers import alive, expected_hit, server_pids, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.scenarios import full_chunks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -54,7 +55,7 @@ def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> No
     assert "checkouts.LMCache.edited_files: [] -> ['lmcache/integration/vllm/lmcache_mp_connector.py']" in second
     rounds = json.loads((runs[1] / "run.json").read_text())["rounds"]
     assert [r["name"] for r in rounds] == ["cold", "warm"] * 2
-    assert all(r["vllm_external_hit_tokens"] == 512 for r in rounds if r["name"] == "warm")
+    assert all(r["vllm_external_hit_tokens"] == expected_hit(600) for r in rounds if r["name"] == "warm")
     pids = server_pids(first + second)
     assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
 
@@ -72,7 +73,7 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
     for length in (640, 1500):
         p = points[(256, length)]
         assert p["repeats"] == 2 and len(p["warm_ttft_samples"]) == 2
-        assert p["warm_hit_tokens"] == (length - 1) // 256 * 256 and p["identical"]
+        assert p["warm_hit_tokens"] == full_chunks(length, 256) and p["identical"]
         assert 0 < p["floor_s"] < p["warm_ttft_s"] < p["cold_ttft_s"]
         assert p["breakdown"]["lmcache_retrieve_s"] > 0 and p["breakdown"]["vllm_prefill_s"] > 0
         assert p["cold_vs_no_connector"]["verdict"] in ("faster", "slower", "unchanged")

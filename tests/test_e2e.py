@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from scripted_servers import ScriptedServer, alive, shm_segments
+from scripted_servers import ScriptedServer, alive, chunk_size, chunks_read, expected_hit, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
 
@@ -48,11 +48,6 @@ def run(cmd: list[str], env: dict[str, str], timeout: float = 900) -> subprocess
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def full_chunk_tokens(prompt_tokens: int, chunk: int = 256) -> int:
-    """Tokens LMCache can serve: whole chunks, leaving at least one token to compute."""
-    return (prompt_tokens - 1) // chunk * chunk
-
-
 def test_cold_then_warm_is_stored_hit_and_identical(servers, env) -> None:
     result = run([str(ROOT / "scripts/e2e.sh"), "--label", "test"], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -65,10 +60,10 @@ def test_cold_then_warm_is_stored_hit_and_identical(servers, env) -> None:
     for length in (640, 3000):
         cold, warm = rounds[(f"p{length}", "cold")], rounds[(f"p{length}", "warm")]
         assert cold["prompt_tokens"] == warm["prompt_tokens"] == length
-        assert cold["lmcache_l1_write_chunks"] == length // 256, cold
+        assert cold["lmcache_l1_write_chunks"] == length // chunk_size(), cold
         assert cold["lmcache_l1_read_chunks"] == 0 and cold["vllm_external_hit_tokens"] == 0, cold
-        assert warm["lmcache_l1_read_chunks"] == (length - 1) // 256, warm
-        assert warm["vllm_external_hit_tokens"] == full_chunk_tokens(length), warm
+        assert warm["lmcache_l1_read_chunks"] == chunks_read(length), warm
+        assert warm["vllm_external_hit_tokens"] == expected_hit(length), warm
         assert warm["vllm_external_query_tokens"] == length, warm
         assert cold["output_text"].strip() and cold["output_tokens"]
         if config["dtype"] == "float32":

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import pytest
+from scripted_servers import expected_hit
 
 from reproduce_vllm_lmcache.config import ROOT
 
@@ -21,7 +22,7 @@ def test_matrix_attributes_every_warm_hit_and_keeps_answers(tmp_path) -> None:
     data = json.loads(path.read_text())
     rounds = {(r["configuration"], r["prompt"], r["name"]): r for r in data["rounds"]}
     for prompt, length in (("p640", 640), ("p3000", 3000)):
-        full = (length - 1) // 256 * 256
+        full = expected_hit(length)
         assert rounds[("none", prompt, "warm")]["vllm_local_hit_tokens"] == 0
         assert rounds[("none", prompt, "warm")]["vllm_external_hit_tokens"] == 0
         assert rounds[("apc", prompt, "warm")]["vllm_local_hit_tokens"] > 0

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 
 from . import client, floor, stats
 from .settings import Settings
