@@ -86,10 +86,7 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     print(f"e2e: vLLM {settings.vllm_url}, LMCache {settings.lmcache_http_url}, prompts {list(settings.prompt_tokens)} tokens")
     session = client.Session(settings)
     try:
-        warmup = int(config.get("REPRO_WARMUP_TOKENS"))
-        if warmup:
-            # The first request after a start pays one-off costs; measure none of them.
-            session.round("warmup", f"p{warmup}", session.prompt(warmup, seed=f"warmup-{time.time_ns()}"), 600)
+        session.warmup()
         rounds = []
         for length in settings.prompt_tokens:
             label = f"p{length}"

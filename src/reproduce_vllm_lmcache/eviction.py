@@ -82,6 +82,8 @@ def run(session: Session, policy: str, tokens: int, prompts: int, seed: str, tim
     url = s.lmcache_http_url
     ids = {f"P{i}": session.prompt(tokens, f"{seed}-{policy}-P{i}") for i in range(1, prompts + 1)}
     chunks = tokens // s.chunk_size  # whole chunks stored per prompt
+    session.warmup()
+    lmcache_api.clear_l1(session.client, url)  # the stream starts from an empty L1
     state = lmcache_api.status(session.client, url)
     capacity = int(lmcache_api.l1(state)["memory_total_bytes"])
     used_before = int(lmcache_api.l1(state)["memory_used_bytes"])

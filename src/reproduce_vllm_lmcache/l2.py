@@ -62,6 +62,8 @@ def run(session: Session, tokens: int, seed: str, timeout: float) -> dict[str, A
     url = s.lmcache_http_url
     ids = session.prompt(tokens, seed)
     label = f"p{tokens}"
+    session.warmup()
+    wait_l2_stored(session, 0.0, 0)  # the warm-up's own L2 writes are done
     stored_before = metrics.scrape(session.client, url).get(metrics.LMCACHE_L2_STORED, 0.0)
     cold = session.round("cold", label, ids, timeout)
     l2_write_s = wait_l2_stored(session, stored_before, cold.lmcache_l1_write_chunks)

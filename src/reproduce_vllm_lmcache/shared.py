@@ -12,6 +12,8 @@ from .scenarios import full_chunks, verdict
 def run(first: Session, second: Session, tokens: int, seed: str, timeout: float) -> dict[str, Any]:
     """A prompt cold on the first instance, then on the second; and another the other way round."""
     want = full_chunks(tokens, first.settings.chunk_size)
+    first.warmup()
+    second.warmup()
     results = []
     for a, b, tag in ((first, second, "1to2"), (second, first, "2to1")):
         ids = a.prompt(tokens, f"{seed}-{tag}")
