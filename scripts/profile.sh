@@ -23,7 +23,7 @@ up_vllm "$REPRO_LOG_DIR/vllm.log"
 seed="profile-$(date +%s)"
 "$REPRO" e2e --run-dir "$run_dir" --seed "$seed" --rounds cold --repeats "$REPRO_PROFILE_REQUESTS" --output cold.json
 for server in vllm:$VLLM_PID lmcache:$LMCACHE_PID; do
-  "$PYSPY" record --pid "${server#*:}" --subprocesses --rate "$REPRO_PROFILE_RATE" --format raw \
+  "$PYSPY" record --pid "${server#*:}" --subprocesses --nonblocking --rate "$REPRO_PROFILE_RATE" --format raw \
     -o "$run_dir/${server%%:*}.pyspy.txt" >"$REPRO_LOG_DIR/py-spy-${server%%:*}.log" 2>&1 &
   SPIES+=($!)
 done

@@ -100,3 +100,19 @@ def test_engine_bench_runs_lmcache_workloads_with_and_without_lmcache(tmp_path) 
         assert s["successful_requests"] > 0 and s["failed_requests"] == 0
     pids = server_pids(out)
     assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
+
+
+def test_profile_samples_both_servers_during_warm_requests(tmp_path) -> None:
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_PROFILE_TOKENS": "1000", "REPRO_PROFILE_REQUESTS": "1"}
+    out = run("profile.sh", env)
+    (run_dir,) = (tmp_path / "runs").glob("*-profile")
+    report = (run_dir / "profile.txt").read_text()
+    for server in ("lmcache", "vllm"):
+        raw = (run_dir / f"{server}.pyspy.txt").read_text().splitlines()
+        assert raw and all(line.rsplit(" ", 1)[1].isdigit() for line in raw), server
+        assert f"=== {server}" in report
+    assert report.count("on-CPU samples") == 2 and "by function, inclusive" in report
+    warm = json.loads((run_dir / "warm.json").read_text())["rounds"]
+    assert [r["name"] for r in warm] == ["warm"] and warm[0]["vllm_external_hit_tokens"] == expected_hit(1000)
+    pids = server_pids(out)
+    assert len(pids) == 2 and not alive(pids) and not shm_segments(pids)
