@@ -126,3 +126,13 @@ def test_a_run_that_stops_early_diverges_where_it_stopped() -> None:
     warm = with_tokens(make_round("warm", 1, 0, 2, 512, ""), ["a"], [{"a": -0.1}])
     div = report.divergence(cold, warm)
     assert div["index"] == 1 and div["other_token"] is None and div["margin_reference"] == 0.0
+
+
+def test_history_row_shows_each_repeat_of_a_prompt_with_its_own_times() -> None:
+    rounds = [
+        make_round("cold", 2.0, 2, 0, 0, "x"), make_round("warm", 0.5, 0, 2, 512, "x"),
+        make_round("cold", 3.0, 2, 0, 0, "y"), make_round("warm", 0.25, 0, 2, 512, "y"),
+    ]  # fmt: skip
+    config = {"dtype": "float32", "enforce_eager": True, "prefix_caching": False, "transfer_mode": "lmcache_driven", "chunk_size": 64}
+    row = report.history_row("run", {"config": config, "rounds": rounds})
+    assert "2.00 -> 0.50 s (4.0x" in row and "3.00 -> 0.25 s (12.0x" in row

@@ -155,8 +155,7 @@ def history_row(folder: str, data: dict[str, Any]) -> str:
     """One markdown row of a recorded run: config in brief, cold -> warm TTFT per prompt."""
     cfg = data["config"]
     cells = []
-    for v in verdicts(data["rounds"]):
-        cold, warm = next(p for p in pairs(data["rounds"]) if p[0]["prompt"] == v["prompt"])
+    for v, (cold, warm) in zip(verdicts(data["rounds"]), pairs(data["rounds"])):
         ok = identity(v)
         hit = "hit" if v["hit_on_warm"] else "MISS"
         cells.append(
