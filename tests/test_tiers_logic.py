@@ -66,7 +66,7 @@ def test_lru_not_shown_when_nothing_overflowed() -> None:
     ],
 )
 def test_status_verdict_says_how_much_the_cache_saved(sources, expected) -> None:
-    assert expected in status.verdict([{"prompt_tokens_by_source": sources}, {"url": "down", "up": False}])
+    assert expected in status.verdict([{"up": True, "prompt_tokens_by_source": sources}, {"url": "down", "up": False}])
 
 
 def test_status_render_marks_servers_that_do_not_answer() -> None:
@@ -78,7 +78,7 @@ def test_status_render_marks_servers_that_do_not_answer() -> None:
     text = status.render(snap)
     assert "LMCache http://127.0.0.1:8080: not answering" in text
     assert "vLLM http://127.0.0.1:8000: not answering" in text
-    assert text.endswith("=> no prompt served yet")
+    assert text.endswith("=> no vLLM server answers: start one (scripts/start_vllm.sh or scripts/run.sh)")
 
 
 @pytest.mark.parametrize(

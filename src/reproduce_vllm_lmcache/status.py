@@ -93,6 +93,8 @@ def _pct(part: float, whole: float) -> str:
 
 def verdict(vllm: list[dict[str, Any]]) -> str:
     """The one-line answer: how many prompt tokens were not computed, and from which cache."""
+    if not any(entry.get("up") for entry in vllm):
+        return "no vLLM server answers: start one (scripts/start_vllm.sh or scripts/run.sh)"
     by_source: dict[str, float] = {}
     for entry in vllm:
         for source, value in (entry.get("prompt_tokens_by_source") or {}).items():
