@@ -28,6 +28,10 @@ class ScriptedServer:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As from a terminal: Ctrl-C must reach the script even when this test run was
+            # started in the background (where a shell makes SIGINT ignored, and bash cannot
+            # trap a signal that was ignored when it started).
+            preexec_fn=_default_sigint,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -73,6 +77,10 @@ class ScriptedServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             raise
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _pgid(pid: int) -> int | None:
