@@ -13,8 +13,7 @@ run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-bench"
 export REPRO_LOG_DIR="$run_dir/logs" REPRO_MAX_MODEL_LEN=$REPRO_BENCH_MAX_MODEL_LEN
 mkdir -p "$REPRO_LOG_DIR"
 LMCACHE_PID="" VLLM_PID=""
-trap 'down_vllm; down_lmcache' EXIT
-trap 'exit 130' INT TERM
+on_exit 'down_vllm; down_lmcache'
 
 # sweep_point NAME: start vLLM with the knobs in force, measure every prompt length, stop it.
 sweep_point() {

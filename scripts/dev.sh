@@ -28,8 +28,7 @@ mkdir -p "$REPRO_LOG_DIR"
 VLLM_PID=""
 new_lmcache=""
 # vLLM always stops; LMCache stops only when this rerun started it and failed.
-trap 'down_vllm; [[ -z $new_lmcache ]] || { down_lmcache; rm -f "$state/lmcache.pid"; }' EXIT
-trap 'exit 130' INT TERM
+on_exit 'down_vllm; [[ -z $new_lmcache ]] || { down_lmcache; rm -f "$state/lmcache.pid"; }'
 
 fingerprint=$("$REPRO" fingerprint LMCache)
 if kept_alive && [[ $(cat "$state/lmcache.fingerprint" 2>/dev/null) == "$fingerprint" ]] &&
@@ -42,7 +41,7 @@ else
     down_lmcache
   fi
   new_lmcache=1
-  up_lmcache "$LMCACHE_LOG"
+  DETACHED=1 up_lmcache "$LMCACHE_LOG"  # kept between reruns: it outlives this script
   echo "$LMCACHE_PID" >"$state/lmcache.pid"
   echo "$fingerprint" >"$state/lmcache.fingerprint"
 fi

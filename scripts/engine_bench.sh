@@ -12,8 +12,7 @@ run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-engine-bench"
 export REPRO_LOG_DIR="$run_dir/logs"
 mkdir -p "$REPRO_LOG_DIR"
 LMCACHE_PID="" VLLM_PID=""
-trap 'down_vllm; down_lmcache' EXIT
-trap 'exit 130' INT TERM
+on_exit 'down_vllm; down_lmcache'
 docs=$REPRO_ENGINE_BENCH_DOCS doc_tokens=$REPRO_ENGINE_BENCH_DOC_TOKENS
 
 # workload CONFIGURATION NAME ARGS...: one workload against the running vLLM.

@@ -12,8 +12,7 @@ run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-eviction"
 export REPRO_LOG_DIR="$run_dir/logs" REPRO_L1_SIZE_GB=$REPRO_EVICTION_L1_SIZE_GB
 mkdir -p "$REPRO_LOG_DIR"
 LMCACHE_PID="" VLLM_PID=""
-trap 'down_vllm; down_lmcache' EXIT
-trap 'exit 130' INT TERM
+on_exit 'down_vllm; down_lmcache'
 
 status=0
 for policy in ${REPRO_EVICTION_POLICIES//,/ }; do

@@ -14,8 +14,7 @@ export REPRO_LOG_DIR="$run_dir/logs"
 export REPRO_L2_DISK_DIR="$REPRO_L2_DISK_DIR/$stamp"
 mkdir -p "$REPRO_LOG_DIR"
 LMCACHE_PID="" VLLM_PID="" REDIS_PID=""
-trap 'down_vllm; down_lmcache; down_redis; rm -rf -- "$REPRO_L2_DISK_DIR"' EXIT
-trap 'exit 130' INT TERM
+on_exit 'down_vllm; down_lmcache; down_redis; rm -rf -- "$REPRO_L2_DISK_DIR"'
 
 status=0
 for kind in ${REPRO_L2_KINDS//,/ }; do

@@ -23,6 +23,17 @@ load_defaults() {
 
 load_defaults
 
+# on_exit 'COMMANDS': run COMMANDS when the script ends, however it ends (exit, error, Ctrl-C,
+# SIGTERM, hang-up), even when its output is gone (`| tee` whose reader died with the Ctrl-C, a
+# closed terminal): cleanup ignores SIGPIPE and further signals, and goes on past failed writes.
+on_exit() {
+  # shellcheck disable=SC2064
+  trap "trap '' PIPE INT TERM HUP; set +e; $1" EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+
 REPRO="$REPO_ROOT/.venv/bin/repro"
 
 require_env() {
@@ -50,21 +61,62 @@ wait_for_lmcache() {
   done
 }
 
+has_pdeathsig() { setpriv --help 2>/dev/null | grep -q -- --pdeathsig; }
+
+# with_parent CMD...: run CMD so that the kernel sends it SIGTERM when this script dies, even by
+# SIGKILL (Linux: setpriv --pdeathsig; elsewhere a watcher process does the same by polling).
+# DETACHED=1 (dev.sh's kept LMCache server) skips it: that server is meant to outlive the script.
+with_parent() {
+  if [[ ${DETACHED:-0} != 1 ]] && has_pdeathsig; then
+    exec setpriv --pdeathsig TERM -- "$@"
+  fi
+  exec "$@"
+}
+
+# keep_compile_cache TMP: torch.compile keeps caches under TMPDIR/torchinductor_<user> (its
+# precompiled C++ header always goes there, whatever TORCHINDUCTOR_CACHE_DIR says); a private
+# TMPDIR would rebuild them at every start (10 s for the sampler's logprobs kernel), so that
+# folder is a link to REPRO_COMPILE_CACHE_DIR, which outlives the starts.
+keep_compile_cache() {
+  local cache=$REPRO_COMPILE_CACHE_DIR user=${LOGNAME:-${USER:-${LNAME:-${USERNAME:-$(id -un)}}}}
+  [[ $cache == /* ]] || cache="$REPO_ROOT/$cache"
+  mkdir -p "$cache/torchinductor_$user"
+  ln -s "$cache/torchinductor_$user" "$1/torchinductor_$user"
+}
+
 # start_server NAME LOG CMD...: run CMD in the background in its own process group, output to
-# LOG, with a private TMPDIR (vLLM leaves files there) whose path goes to LOG.tmpdir.
-# Sets SERVER_PID.
+# LOG, with a private TMPDIR (vLLM leaves files there) whose path goes to LOG.tmpdir; it gets
+# SIGTERM when this script dies (with_parent). Sets SERVER_PID.
 start_server() {
   local name=$1 log=$2 tmp
   shift 2
   mkdir -p "$(dirname "$log")"
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/repro-$name.XXXXXX")
   echo "$tmp" >"$log.tmpdir"
+  keep_compile_cache "$tmp"
   set -m
-  TMPDIR=$tmp "$@" >"$log" 2>&1 </dev/null &
+  TMPDIR=$tmp with_parent "$@" >"$log" 2>&1 </dev/null &
   SERVER_PID=$!
   set +m
+  if [[ ${DETACHED:-0} != 1 ]] && ! has_pdeathsig; then
+    watch_parent "$SERVER_PID"
+  fi
   echo "$name: started, pid $SERVER_PID, log $log"
 }
+
+# watch_parent PID: where the kernel cannot do it (no setpriv), a small watcher stops PID's
+# process group when this script is gone.
+watch_parent() {
+  local script=$$ pid=$1
+  (
+    trap '' INT HUP
+    while kill -0 "$script" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  ) >/dev/null 2>&1 </dev/null &
+}
+
+# now: seconds since the epoch, with a fraction where the shell has one (bash 5).
+now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
 
 # answers URL: an http(s) URL answers with success, or a tcp://HOST:PORT accepts connections.
 answers() {
@@ -84,6 +136,7 @@ wait_ready() {
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "error: $name (pid $pid) exited before it was ready; last lines of $log:" >&2
       tail -n 40 "$log" >&2
+      extra_args_hint "$name"
       return 1
     fi
     if ((SECONDS - start >= timeout)); then
@@ -98,9 +151,36 @@ wait_ready() {
     sleep 1
   done
   READY_S=$((SECONDS - start))
+  READY_AT=$(now)
   echo "$name: ready at $url after $READY_S s"
   # Remember its processes now: if it is killed later, its workers' segments are still known.
   group_pids "$pid" >"$log.pids"
+}
+
+# extra_args_hint NAME: when the user appended words to the server's command line, say so
+# (the server's own error, e.g. "unrecognized arguments", is in the log tail above).
+extra_args_hint() {
+  local knob
+  case $1 in
+    vllm*) knob=REPRO_VLLM_EXTRA_ARGS ;;
+    lmcache*) knob=REPRO_LMCACHE_EXTRA_ARGS ;;
+    *) return 0 ;;
+  esac
+  [[ -z ${!knob} ]] || echo "error: $knob='${!knob}' was appended to the $1 command line; if the log above rejects it, fix or unset $knob" >&2
+}
+
+# warm_vllm NAME PID LOG: the first request's one-off work (REPRO_VLLM_WARMUP), before the
+# server is reported ready; adds its time to READY_S.
+warm_vllm() {
+  local start=$SECONDS
+  [[ $REPRO_VLLM_WARMUP == 1 ]] || return 0
+  if ! "$REPRO" warmup; then
+    echo "error: the warm-up request to $1 failed; last lines of $3:" >&2
+    tail -n 30 "$3" >&2
+    return 1
+  fi
+  READY_S=$((READY_S + SECONDS - start))
+  echo "$1: ready for measured requests after $READY_S s"
 }
 
 # up_lmcache LOG: start the LMCache server in the background and wait until it is ready.
@@ -124,6 +204,7 @@ up_vllm() {
   start_server vllm "$VLLM_LOG" "${CMD[@]}"
   VLLM_PID=$SERVER_PID
   wait_ready vllm "$VLLM_PID" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$VLLM_LOG"
+  warm_vllm vllm "$VLLM_PID" "$VLLM_LOG"
 }
 
 # up_redis LOG: start the Redis server for LMCache's L2 and wait until it accepts connections.
@@ -237,13 +318,15 @@ run_foreground() {
   FG_NAME=$1 FG_LOG="$REPRO_LOG_DIR/$1.log"
   local url=$2 timeout=$3
   shift 3
+  FG_PID="" FG_TAIL=""
+  on_exit '[[ -z $FG_TAIL ]] || kill "$FG_TAIL" 2>/dev/null; [[ -z $FG_PID ]] || stop_server "$FG_NAME" "$FG_PID" "$FG_LOG"'
   start_server "$FG_NAME" "$FG_LOG" "$@"
   FG_PID=$SERVER_PID
-  tail -n +1 -f "$FG_LOG" &
+  # The log on screen; the tail, too, goes when this script goes.
+  with_parent tail -n +1 -f "$FG_LOG" &
   FG_TAIL=$!
-  trap 'kill "$FG_TAIL" 2>/dev/null || true; stop_server "$FG_NAME" "$FG_PID" "$FG_LOG"' EXIT
-  trap 'exit 130' INT TERM
   wait_ready "$FG_NAME" "$FG_PID" "$url" "$timeout" "$FG_LOG"
+  [[ $FG_NAME != vllm ]] || warm_vllm "$FG_NAME" "$FG_PID" "$FG_LOG"
   echo "$FG_NAME: serving; Ctrl-C stops it"
   wait "$FG_PID" || status=$?
   echo "$FG_NAME: exited with status $status" >&2

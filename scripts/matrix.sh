@@ -15,8 +15,7 @@ export REPRO_LOG_DIR="$run_dir/logs"
 mkdir -p "$REPRO_LOG_DIR"
 seed="matrix-$(date +%s)"
 LMCACHE_PID="" VLLM_PID=""
-trap 'down_vllm; down_lmcache' EXIT
-trap 'exit 130' INT TERM
+on_exit 'down_vllm; down_lmcache'
 
 # configuration NAME CONNECTOR PREFIX_CACHING [TRANSFER_MODE] [ROUNDS]: restart vLLM so, run rounds.
 configuration() {

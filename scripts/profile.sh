@@ -15,8 +15,7 @@ export REPRO_LOG_DIR="$run_dir/logs" REPRO_PROMPT_TOKENS=$REPRO_PROFILE_TOKENS
 mkdir -p "$REPRO_LOG_DIR"
 LMCACHE_PID="" VLLM_PID="" SPIES=()
 stop_spies() { [[ ${#SPIES[@]} -eq 0 ]] || { kill -INT "${SPIES[@]}" 2>/dev/null || true; wait "${SPIES[@]}" 2>/dev/null || true; }; SPIES=(); }
-trap 'stop_spies; down_vllm; down_lmcache' EXIT
-trap 'exit 130' INT TERM
+on_exit 'stop_spies; down_vllm; down_lmcache'
 
 up_lmcache "$REPRO_LOG_DIR/lmcache.log"
 up_vllm "$REPRO_LOG_DIR/vllm.log"

@@ -17,8 +17,7 @@ grep '^setup complete' "$REPRO_LOG_DIR/setup.log"
 "$REPRO" preflight vllm
 
 LMCACHE_PID="" VLLM_PID=""
-trap 'down_vllm; down_lmcache' EXIT
-trap 'exit 130' INT TERM
+on_exit 'down_vllm; down_lmcache'
 up_lmcache "$REPRO_LOG_DIR/lmcache.log"
 up_vllm "$REPRO_LOG_DIR/vllm.log"
 

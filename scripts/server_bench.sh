@@ -11,8 +11,7 @@ run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-server-bench-$REPRO_
 mkdir -p "$run_dir"
 base_url=$("$REPRO" url lmcache)
 lmcache_pid=""
-trap '[[ -z $lmcache_pid ]] || stop_server lmcache "$lmcache_pid" "$run_dir/lmcache.log"' EXIT
-trap 'exit 130' INT TERM
+on_exit '[[ -z $lmcache_pid ]] || stop_server lmcache "$lmcache_pid" "$run_dir/lmcache.log"'
 
 if curl -sf -o /dev/null --max-time 2 "$base_url/healthcheck"; then
   echo "server_bench: using the LMCache server at $base_url"

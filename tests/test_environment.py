@@ -16,7 +16,7 @@ def test_environment_check(check) -> None:
 
 def test_uv_lock_matches_pyproject() -> None:
     result = subprocess.run(
-        ["uv", "lock", "--check"], cwd=ROOT, env=bootstrap.build_env(), capture_output=True, text=True
+        [bootstrap.uv_binary(), "lock", "--check"], cwd=ROOT, env=bootstrap.build_env(), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from reproduce_vllm_lmcache import pins
+from reproduce_vllm_lmcache import bootstrap, pins
 from reproduce_vllm_lmcache.config import ROOT
 
 
@@ -13,7 +13,7 @@ def snapshot() -> dict[str, str]:
     def out(*cmd: str) -> str:
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
-    state = {"packages": out("uv", "pip", "freeze", "--python", str(ROOT / ".venv/bin/python"))}
+    state = {"packages": out(bootstrap.uv_binary(), "pip", "freeze", "--python", str(ROOT / ".venv/bin/python"))}
     state["uv.lock"] = (ROOT / "uv.lock").read_text()
     for src in pins.sources():
         state[src.checkout] = out("git", "-C", str(src.path), "rev-parse", "HEAD")

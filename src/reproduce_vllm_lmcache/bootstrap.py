@@ -40,8 +40,20 @@ def step(number: int, total: int, title: str, action: Callable[[], str]) -> None
     print(f"[{number}/{total}] {title}: {detail} ({time.monotonic() - started:.1f} s)", flush=True)
 
 
+def uv_binary() -> str:
+    """The uv that setup uses: the one on PATH, else the private copy scripts/setup.sh installs
+    into $REPRO_CACHE_DIR/tools (a fresh machine has no uv on PATH)."""
+    private = config.path("REPRO_CACHE_DIR") / "tools" / "bin" / "uv"
+    found = shutil.which("uv") or (str(private) if private.exists() else None)
+    if not found:
+        raise SetupError(f"no uv on PATH and none at {private}: run scripts/setup.sh (it installs one)")
+    return found
+
+
 def run(cmd: list[str], env: dict[str, str] | None = None) -> None:
     print("      $ " + " ".join(cmd), flush=True)
+    if cmd[0] == "uv":
+        cmd = [uv_binary(), *cmd[1:]]
     result = subprocess.run(cmd, cwd=ROOT, env=env)
     if result.returncode != 0:
         raise SetupError(f"`{' '.join(cmd)}` failed with exit code {result.returncode} (see output above)")

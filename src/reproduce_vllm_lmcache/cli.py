@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import config, tiers_cli
-from .settings import KnobError
+from .settings import KnobError, ServerDown
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -124,6 +124,29 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     print(f"\nrecorded {path}" + (" (and results/latest.json)" if args.output == "run.json" else ""))
     ok = report.passed(verdicts) if lmcache_judged else all(report.same_answer(v) for v in verdicts)
     return 0 if ok else 1
+
+
+def cmd_warmup(args: argparse.Namespace) -> int:
+    """Before a start script reports vLLM ready: the first request's one-off work."""
+    from . import client
+    from .settings import Settings
+
+    session = client.Session(Settings.from_env())
+    try:
+        print(f"vllm: warm-up request (logprobs, below one LMCache chunk) took {session.prime():.1f} s")
+    finally:
+        session.close()
+    return 0
+
+
+def cmd_startup(args: argparse.Namespace) -> int:
+    from . import startup
+
+    if args.report:
+        startup.report(args.run_dir)
+        return 0
+    startup.record(args.run_dir, args.configuration, args.log, args.started, args.ready, args.warmed, args.tokens)
+    return 0
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
@@ -302,10 +325,6 @@ def cmd_bench_summary(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
-    import httpx
-
-    from .client import ServerDown
-
     parser = argparse.ArgumentParser(prog="repro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("config", help="print every knob and the resolved settings").set_defaults(func=cmd_config)
@@ -318,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("server", choices=("lmcache", "vllm", "redis"))
         p.set_defaults(func=func)
     sub.add_parser("guard", help="KV namespace guard before vLLM starts (needs LMCache up)").set_defaults(func=cmd_guard)
+    sub.add_parser("warmup", help="one short request that does a fresh vLLM's one-off work").set_defaults(func=cmd_warmup)
     p = sub.add_parser("e2e", help="cold then warm requests per prompt length, proven by metrics")
     p.add_argument("--label", default="e2e", help="suffix of the run folder (default: e2e)")
     p.add_argument("--run-dir", type=Path, help="record into this folder instead of a new one")
@@ -327,6 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="run.json", help="file name in the run folder (only run.json updates latest.json)")
     p.add_argument("--repeats", type=int, default=1, help="fresh prompts per length, each sent cold then warm (default: 1)")
     p.set_defaults(func=cmd_e2e)
+    p = sub.add_parser("startup", help="record one vLLM start of scripts/startup.sh (or --report the run)")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--report", action="store_true", help="merge the run's starts into startup.json and print the table")
+    p.add_argument("--configuration", default="")
+    p.add_argument("--log", type=Path, help="the vLLM log of this start")
+    for name in ("started", "ready", "warmed"):
+        p.add_argument(f"--{name}", type=float, help=f"epoch seconds: {name}")
+    p.add_argument("--tokens", type=int, default=640, help="prompt length of the two first requests")
+    p.set_defaults(func=cmd_startup)
     p = sub.add_parser("bench", help="one configuration of the bench sweep against the running servers")
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--configuration", required=True, help="name of this configuration, e.g. chunk256 or no-lmcache")
@@ -368,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     except (KnobError, ServerDown, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except httpx.HTTPError as exc:
+    except Exception as exc:
+        # httpx is imported only by the commands that talk to a server (it costs 0.6 s).
+        httpx = sys.modules.get("httpx")
+        if httpx is None or not isinstance(exc, httpx.HTTPError):
+            raise
         print(f"error: request failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
 

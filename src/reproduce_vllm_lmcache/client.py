@@ -10,15 +10,11 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from . import config, metrics, prompts
-from .settings import Settings
+from .settings import ServerDown, Settings
 
 
 # Alternatives recorded per generated token, to tell a real divergence from a tie.
 TOP_LOGPROBS = 5
-
-
-class ServerDown(RuntimeError):
-    """A server the client needs does not answer; the message says which and how to start it."""
 
 
 @dataclass
@@ -210,6 +206,15 @@ class Session:
         tokens = int(config.get("REPRO_WARMUP_TOKENS"))
         if tokens:
             self.round("warmup", f"p{tokens}", self.prompt(tokens, seed=f"warmup-{time.time_ns()}"), 600)
+
+    def prime(self) -> float:
+        """The one-off work of a fresh vLLM (the sampler compiles its logprobs kernel on the first
+        request that asks for logprobs): one request as the client sends them, but shorter than
+        one LMCache chunk, so nothing is stored. Returns its seconds."""
+        ids = self.tokenize("The capital of France is")[: max(1, self.settings.chunk_size - 1)]
+        started = time.perf_counter()
+        complete(self.client, self.settings, self.model, ids, float(config.get("REPRO_REQUEST_TIMEOUT")))
+        return time.perf_counter() - started
 
     def prompt(self, tokens: int, seed: str) -> list[int]:
         return prompts.build(self.tokenize, tokens, seed)

@@ -16,10 +16,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
-from . import config, lmcache_api
+from . import config
 from .settings import KnobError, Settings
 
 GIB = 1 << 30
@@ -36,11 +35,19 @@ def stamp_path(settings: Settings) -> Path:
 
 
 def lmcache_incarnation(settings: Settings) -> int:
+    import httpx
+
+    from . import lmcache_api
+
     with httpx.Client() as client:
         return int(lmcache_api.status(client, settings.lmcache_http_url)["kv_events"]["incarnation"])
 
 
 def clear_l1(settings: Settings) -> None:
+    import httpx
+
+    from . import lmcache_api
+
     with httpx.Client() as client:
         lmcache_api.clear_l1(client, settings.lmcache_http_url)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config, pins
+from .settings import cpu_flags
 
 
 def results_dir() -> Path:
@@ -79,6 +80,7 @@ def environment() -> dict[str, Any]:
         "torch_version": package_version("torch"),
         "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
+        "cpu_features": sorted(f for f in cpu_flags() if f.startswith(("avx", "amx"))),
         "machine": platform.machine(),
         "system": platform.system(),
         "checkouts": {src.checkout: checkout_state(src.path) for src in pins.sources()},

@@ -5,9 +5,11 @@ Every check happens here, before any server starts; bash scripts only run what t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
+import shlex
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +21,15 @@ TRANSFER_MODES = ("lmcache_driven", "engine_driven")
 EVICTION_POLICIES = ("LRU", "ARC", "IsolatedLRU", "noop")
 FAILURE_POLICIES = ("recompute", "fail")
 L2_KINDS = ("none", "redis", "disk")
+VLLM_LAYOUTS = ("fast", "upstream")
 
 
 class KnobError(ValueError):
     """A knob has a value the workspace cannot use; the message names knob and fix."""
+
+
+class ServerDown(RuntimeError):
+    """A server the client needs does not answer; the message says which and how to start it."""
 
 
 def cpu_flags() -> set[str]:
@@ -88,6 +95,50 @@ def venv_bin(name: str) -> Path:
     return Path(sys.executable).with_name(name)
 
 
+def extra_args(env: dict[str, str], key: str) -> tuple[str, ...]:
+    """Shell-quoted words appended to a server's command line (e.g. ``--foo 1 --bar 'a b'``)."""
+    raw = config.get(key, env)
+    try:
+        return tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise KnobError(f"{key}={raw!r}: not shell words ({exc})") from None
+
+
+def vllm_layout(value: str, system: str) -> tuple[str, str]:
+    """The process layout vLLM runs in, and a note when the platform made it fall back.
+
+    ``fast``: the worker runs inside the EngineCore process (uni executor, which vLLM's CPU
+    platform allows only with VLLM_ENABLE_V1_MULTIPROCESSING=0): one process and one import of
+    vLLM + torch + LMCache fewer. Verified on Linux only, so elsewhere it falls back.
+    """
+    if value not in VLLM_LAYOUTS:
+        raise KnobError(f"REPRO_VLLM_LAYOUT={value!r}: expected one of {', '.join(VLLM_LAYOUTS)}")
+    if value == "fast" and system != "linux":
+        return "upstream", f"REPRO_VLLM_LAYOUT=fast is verified on Linux only; using vLLM's upstream layout on {system}"
+    return value, ""
+
+
+def fast_layout_env() -> dict[str, str]:
+    """vLLM settings of the fast layout (see vllm_layout)."""
+    env = {
+        # With the uni executor the worker runs inside the EngineCore process; vLLM's CPU
+        # platform allows that only when this is off.
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        # The EngineCore is forked from the API server, which has imported vLLM, torch and
+        # LMCache already (respected by workspace patch 0003; vLLM's CPU default is spawn).
+        "VLLM_WORKER_MULTIPROC_METHOD": "fork",
+    }
+    # vLLM preloads torch's libgomp into the processes it spawns (thread binding needs it);
+    # a forked EngineCore inherits the API server's libraries, so the API server gets it.
+    spec = importlib.util.find_spec("torch")
+    if sys.platform == "linux" and spec and spec.submodule_search_locations:
+        gomp = sorted(Path(spec.submodule_search_locations[0], "lib").glob("libgomp*.so*"))
+        preload = [p for p in (os.environ.get("LD_PRELOAD", ""), str(gomp[0]) if gomp else "") if p]
+        if preload:
+            env["LD_PRELOAD"] = ":".join(preload)
+    return env
+
+
 def threads_bind(value: str, cores: int) -> str:
     if value == "all":
         return f"0-{cores - 1}" if sys.platform == "linux" else "nobind"
@@ -124,6 +175,10 @@ class Settings:
     redis_port: int
     redis_dir: str
     l2_disk_dir: str
+    vllm_layout: str
+    vllm_layout_note: str
+    vllm_extra_args: tuple[str, ...]
+    lmcache_extra_args: tuple[str, ...]
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -159,6 +214,7 @@ class Settings:
         looks_local = model.startswith((".", "/", "~")) or model.startswith("models/") or model.count("/") != 1
         if looks_local and not model_path.is_dir():
             raise KnobError(f"REPRO_MODEL={model!r}: no such model directory ({model_path}); run scripts/setup.sh")
+        layout, layout_note = vllm_layout(config.get("REPRO_VLLM_LAYOUT", env), sys.platform)
         return cls(
             host=host,
             lmcache_port=ports["REPRO_LMCACHE_PORT"],
@@ -188,6 +244,10 @@ class Settings:
             redis_port=ports["REPRO_REDIS_PORT"],
             redis_dir=str(config.path("REPRO_REDIS_DIR", env)),
             l2_disk_dir=str(config.path("REPRO_L2_DISK_DIR", env)),
+            vllm_layout=layout,
+            vllm_layout_note=layout_note,
+            vllm_extra_args=extra_args(env, "REPRO_VLLM_EXTRA_ARGS"),
+            lmcache_extra_args=extra_args(env, "REPRO_LMCACHE_EXTRA_ARGS"),
         )
 
     # --- URLs ------------------------------------------------------------------------
@@ -243,7 +303,7 @@ class Settings:
             argv += ["--shm-name", self.lmcache_shm_name]
         if self.l2 != "none":
             argv += ["--l2-adapter", json.dumps(self.l2_adapter())]
-        return argv
+        return argv + list(self.lmcache_extra_args)
 
     def l2_adapter(self) -> dict[str, object]:
         """LMCache's own L2 adapter spec: ``resp`` (its native Redis client) or ``fs`` (files)."""
@@ -271,6 +331,7 @@ class Settings:
             "GLOO_SOCKET_IFNAME": "lo" if sys.platform == "linux" else "lo0",
             "HF_HUB_OFFLINE": "1" if Path(self.model).is_dir() else os.environ.get("HF_HUB_OFFLINE", "0"),
             "VLLM_NO_USAGE_STATS": "1",
+            **(fast_layout_env() if self.vllm_layout == "fast" else {}),
         }
 
     def vllm_argv(self, connector: bool | None = None) -> list[str]:
@@ -287,9 +348,11 @@ class Settings:
         ]  # fmt: skip
         if self.enforce_eager:
             argv.append("--enforce-eager")
+        if self.vllm_layout == "fast":
+            argv += ["--distributed-executor-backend", "uni"]
         if self.connector if connector is None else connector:
             argv += ["--kv-transfer-config", json.dumps(self.kv_transfer_config())]
-        return argv
+        return argv + list(self.vllm_extra_args)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
