@@ -94,14 +94,44 @@ start_server() {
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/repro-$name.XXXXXX")
   echo "$tmp" >"$log.tmpdir"
   keep_compile_cache "$tmp"
-  set -m
-  TMPDIR=$tmp with_parent "$@" >"$log" 2>&1 </dev/null &
-  SERVER_PID=$!
-  set +m
-  if [[ ${DETACHED:-0} != 1 ]] && ! has_pdeathsig; then
-    watch_parent "$SERVER_PID"
+  SERVER_VIA=""
+  if [[ $name == vllm* || $name == lmcache* ]] && preload_answers; then
+    # Forked by the preload server (its own session; stopped by it when this script is gone).
+    SERVER_PID=$(TMPDIR=$tmp "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.preload spawn \
+      --socket "$REPRO_PRELOAD_SOCKET" --log "$log" --owner "$(owner_pid)" -- "$@") ||
+      die "the preload server did not start $name (stop it with scripts/preload.sh stop, or set REPRO_PRELOAD=off)"
+    SERVER_VIA=preload
+  else
+    set -m
+    TMPDIR=$tmp with_parent "$@" >"$log" 2>&1 </dev/null &
+    SERVER_PID=$!
+    set +m
+    if [[ ${DETACHED:-0} != 1 ]] && ! has_pdeathsig; then
+      watch_parent "$SERVER_PID"
+    fi
   fi
-  echo "$name: started, pid $SERVER_PID, log $log"
+  echo "$name: started, pid $SERVER_PID${SERVER_VIA:+ (forked by the preload server)}, log $log"
+}
+
+# preload_answers: a preload server (scripts/preload.sh) is up and REPRO_PRELOAD allows it.
+preload_answers() {
+  [[ $REPRO_PRELOAD == auto && -S $REPRO_PRELOAD_SOCKET ]] &&
+    "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.preload answers --socket "$REPRO_PRELOAD_SOCKET"
+}
+
+# owner_pid: the process whose death stops a server forked by the preload server: this script,
+# or nothing (pid 1 never dies) for a server meant to outlive it (DETACHED=1).
+owner_pid() {
+  if [[ ${DETACHED:-0} == 1 ]]; then echo 1; else echo $$; fi
+}
+
+# await_exit PID: until the server exits; its exit status when it is this script's child.
+await_exit() {
+  if [[ ${SERVER_VIA:-} == preload ]]; then
+    while kill -0 "$1" 2>/dev/null; do sleep 1; done
+    return 0
+  fi
+  wait "$1"
 }
 
 # watch_parent PID: where the kernel cannot do it (no setpriv), a small watcher stops PID's
@@ -120,7 +150,9 @@ now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
 
 # answers URL: an http(s) URL answers with success, or a tcp://HOST:PORT accepts connections.
 answers() {
-  if [[ $1 == tcp://* ]]; then
+  if [[ $1 == unix:* ]]; then
+    "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.preload answers --socket "${1#unix:}"
+  elif [[ $1 == tcp://* ]]; then
     local hostport=${1#tcp://}
     (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}") 2>/dev/null
   else
@@ -328,7 +360,7 @@ run_foreground() {
   wait_ready "$FG_NAME" "$FG_PID" "$url" "$timeout" "$FG_LOG"
   [[ $FG_NAME != vllm ]] || warm_vllm "$FG_NAME" "$FG_PID" "$FG_LOG"
   echo "$FG_NAME: serving; Ctrl-C stops it"
-  wait "$FG_PID" || status=$?
+  await_exit "$FG_PID" || status=$?
   echo "$FG_NAME: exited with status $status" >&2
   exit "$status"
 }

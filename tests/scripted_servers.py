@@ -17,11 +17,17 @@ from reproduce_vllm_lmcache.config import ROOT
 
 
 class ScriptedServer:
-    def __init__(self, script: str, env: dict[str, str]) -> None:
+    """A server script run as from a terminal; ``tee``: as ``script 2>&1 | tee FILE``, where
+    Ctrl-C also kills the pipe's reader before the script cleans up."""
+
+    def __init__(self, script: str, env: dict[str, str], tee: Path | None = None) -> None:
         self.script = script
         self.lines: list[str] = []
+        argv = [str(ROOT / "scripts" / script)]
+        if tee is not None:
+            argv = ["bash", "-c", '"$0" 2>&1 | tee "$1"', argv[0], str(tee)]
         self.proc = subprocess.Popen(
-            [str(ROOT / "scripts" / script)],
+            argv,
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -61,6 +67,14 @@ class ScriptedServer:
     @property
     def server_pid(self) -> int:
         return int(self.wait_for(r"started, pid (\d+)", 5).group(1))
+
+    @property
+    def script_pid(self) -> int:
+        """The start script's own pid (under ``tee``, the pipeline's shell is the leader)."""
+        if self.proc.args[0] == "bash":  # type: ignore[index]
+            kids = psutil.Process(self.proc.pid).children()
+            return next(k.pid for k in kids if self.script in " ".join(k.cmdline()))
+        return self.proc.pid
 
     def remember_group(self) -> set[int]:
         """Every process of the server's process group (workers included), while it runs."""

@@ -29,7 +29,7 @@ def run(script: str, env: dict[str, str], *args: str) -> str:
 
 def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> None:
     env = {
-        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_PROMPT_TOKENS": "600",
+        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_DEV_PROMPT_TOKENS": "600",
         "REPRO_DEV_REPEATS": "2", "REPRO_DEV_STATE_DIR": str(tmp_path / "dev"),
     }  # fmt: skip
     original = CONNECTOR.read_text()
@@ -53,6 +53,8 @@ def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> No
     for row in ("p600 cold", "p600 warm"):
         assert re.search(rf"^{row}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+±\d+%\s+(faster|slower|unchanged)$", second, re.M), second
     assert "checkouts.LMCache.edited_files: [] -> ['lmcache/integration/vllm/lmcache_mp_connector.py']" in second
+    split = r"dev: edit to verdict in \d+ s = preload server \+ LMCache \d+ s \+ vLLM start \d+ s \(warm-up included\) \+ rounds \d+ s"
+    assert re.search(split, second), second[-2000:]
     rounds = json.loads((runs[1] / "run.json").read_text())["rounds"]
     assert [r["name"] for r in rounds] == ["cold", "warm"] * 2
     assert all(r["vllm_external_hit_tokens"] == expected_hit(600) for r in rounds if r["name"] == "warm")

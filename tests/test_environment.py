@@ -8,6 +8,8 @@ import pytest
 from reproduce_vllm_lmcache import bootstrap, checks, pins
 from reproduce_vllm_lmcache.config import ROOT
 
+pytestmark = pytest.mark.environment
+
 
 @pytest.mark.parametrize("check", [c for _, c in checks.ALL], ids=[t for t, _ in checks.ALL])
 def test_environment_check(check) -> None:

@@ -115,3 +115,38 @@ def test_redis_binds_loopback_on_its_own_port_and_persists_nothing() -> None:
     assert argv[argv.index("--bind") + 1] == "127.0.0.1"
     assert argv[argv.index("--port") + 1] == "6401"
     assert argv[argv.index("--save") + 1] == "" and argv[argv.index("--appendonly") + 1] == "no"
+
+
+def test_extra_args_are_shell_words_appended_to_each_command_line() -> None:
+    s = Settings.from_env({"REPRO_VLLM_EXTRA_ARGS": "--max-num-batched-tokens 4096 --served-model-name 'a b'",
+                           "REPRO_LMCACHE_EXTRA_ARGS": "--max-workers 2"})  # fmt: skip
+    assert s.vllm_argv()[-4:] == ["--max-num-batched-tokens", "4096", "--served-model-name", "a b"]
+    assert s.lmcache_argv()[-2:] == ["--max-workers", "2"]
+    assert s.as_dict()["vllm_extra_args"] == ("--max-num-batched-tokens", "4096", "--served-model-name", "a b")
+    with pytest.raises(KnobError, match="REPRO_VLLM_EXTRA_ARGS=.*not shell words"):
+        Settings.from_env({"REPRO_VLLM_EXTRA_ARGS": "--x 'open"})
+
+
+def test_fast_layout_forks_the_engine_with_the_worker_inside() -> None:
+    argv = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast"}).vllm_argv()
+    assert argv[argv.index("--distributed-executor-backend") + 1] == "uni"
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING=0" in argv and "VLLM_WORKER_MULTIPROC_METHOD=fork" in argv
+    upstream = Settings.from_env({"REPRO_VLLM_LAYOUT": "upstream"}).vllm_argv()
+    assert "--distributed-executor-backend" not in upstream
+    assert not any(a.startswith(("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_WORKER_MULTIPROC_METHOD")) for a in upstream)
+
+
+def test_fast_layout_falls_back_where_it_is_not_verified() -> None:
+    from reproduce_vllm_lmcache.settings import vllm_layout
+
+    assert vllm_layout("fast", "linux") == ("fast", "")
+    layout, note = vllm_layout("fast", "darwin")
+    assert layout == "upstream" and "Linux only" in note
+    with pytest.raises(KnobError, match="REPRO_VLLM_LAYOUT='x'"):
+        vllm_layout("x", "linux")
+
+
+def test_preload_server_command_keeps_the_fast_layout_libraries() -> None:
+    argv = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast"}).preload_argv("s.sock")
+    assert argv[-5:] == ["-m", "reproduce_vllm_lmcache.preload", "serve", "--socket", "s.sock"]
+    assert "TORCHINDUCTOR_COMPILE_THREADS=1" in argv

@@ -25,7 +25,10 @@ def cmd_command(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     settings = Settings.from_env()
-    argv = {"lmcache": settings.lmcache_argv, "vllm": settings.vllm_argv, "redis": settings.redis_argv}[args.server]()
+    if args.server == "preload":
+        argv = settings.preload_argv(config.get("REPRO_PRELOAD_SOCKET"))
+    else:
+        argv = {"lmcache": settings.lmcache_argv, "vllm": settings.vllm_argv, "redis": settings.redis_argv}[args.server]()
     sys.stdout.write("\0".join(argv) + "\0")
     return 0
 
@@ -51,12 +54,19 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
         print(f"redis: {check_redis_binary(settings)} on {settings.redis_url}, folder {settings.redis_dir}")
         return 0
+    if args.server == "vllm":
+        from .preflight import remove_stale_segments
+
+        for line in remove_stale_segments():
+            print(f"vllm: {line}")
     memory = check_memory(settings, args.server, float(config.get("REPRO_MEMORY_HEADROOM_GB")))
     shown = {k: v for k, v in settings.as_dict().items() if k not in ("prompt_tokens", "max_tokens")}
     if args.server == "lmcache":
-        keys = ("host", "lmcache_port", "lmcache_http_port", "l1_size_gb", "eviction_policy", "chunk_size", "transfer_mode", "lmcache_telemetry", "l2")
+        keys = ("host", "lmcache_port", "lmcache_http_port", "l1_size_gb", "eviction_policy", "chunk_size", "transfer_mode", "lmcache_telemetry", "l2", "lmcache_extra_args")
         shown = {k: shown[k] for k in keys}
     print(f"{args.server} knobs: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    if args.server == "vllm" and settings.vllm_layout_note:
+        print(f"vllm: {settings.vllm_layout_note}")
     print(f"{args.server} ports free: " + ", ".join(str(p) for p in ports_for(args.server, settings).values()))
     print(f"{args.server} {memory}")
     return 0
@@ -334,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         ("preflight", cmd_preflight, "validate knobs and ports before starting a server"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("server", choices=("lmcache", "vllm", "redis"))
+        p.add_argument("server", choices=("lmcache", "vllm", "redis", "preload") if name == "command" else ("lmcache", "vllm", "redis"))
         p.set_defaults(func=func)
     sub.add_parser("guard", help="KV namespace guard before vLLM starts (needs LMCache up)").set_defaults(func=cmd_guard)
     sub.add_parser("warmup", help="one short request that does a fresh vLLM's one-off work").set_defaults(func=cmd_warmup)

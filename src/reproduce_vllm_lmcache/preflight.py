@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 import socket
+from pathlib import Path
 
 import psutil
 
@@ -66,3 +68,31 @@ def check_redis_binary(settings: Settings) -> str:
             "(Debian/Ubuntu: apt install redis-server; macOS: brew install redis) or point the knob at the binary"
         )
     return found
+
+
+def stale_segments(shm: Path = Path("/dev/shm")) -> list[Path]:
+    """LMCache segments of vLLM workers that are gone (/dev/shm/lmcache_kv_<pid>_<n>, which no
+    one unlinks when a worker dies) and that no live process maps any more."""
+    if not shm.is_dir():
+        return []
+    dead = [p for p in shm.glob("lmcache_kv_*") if (m := re.fullmatch(r"lmcache_kv_(\d+)_\d+", p.name))
+            and not psutil.pid_exists(int(m.group(1)))]  # fmt: skip
+    if not dead:
+        return []
+    mapped: set[str] = set()
+    for proc in psutil.process_iter():
+        try:
+            mapped.update(m.path for m in proc.memory_maps(grouped=True) if m.path.startswith(str(shm)))
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+            continue
+    return [p for p in dead if str(p) not in mapped]
+
+
+def remove_stale_segments() -> list[str]:
+    """Remove stale_segments(); one line per removed segment."""
+    lines = []
+    for seg in stale_segments():
+        size = seg.stat().st_size / 2**30
+        seg.unlink(missing_ok=True)
+        lines.append(f"removed {seg} ({size:.1f} GiB), left behind by a vLLM worker that is gone")
+    return lines

@@ -354,5 +354,15 @@ class Settings:
             argv += ["--kv-transfer-config", json.dumps(self.kv_transfer_config())]
         return argv + list(self.vllm_extra_args)
 
+    def preload_argv(self, socket_path: str) -> list[str]:
+        """The preload server, with the environment its forked servers inherit at load time."""
+        env = {
+            **(fast_layout_env() if self.vllm_layout == "fast" else {}),
+            # As vLLM sets it before it imports Inductor (no compile worker pool in a server).
+            "TORCHINDUCTOR_COMPILE_THREADS": "1",
+        }
+        return ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "reproduce_vllm_lmcache.preload",
+                "serve", "--socket", socket_path]  # fmt: skip
+
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -1,0 +1,25 @@
+"""Suite-wide: one preload server (scripts/preload.sh) for every server the end-to-end tests
+start, so that each start skips importing torch & co. (as scripts/dev.sh does)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from scripted_servers import ScriptedServer
+
+from reproduce_vllm_lmcache import config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def preload_server(request):
+    wanted = any(item.get_closest_marker("e2e") for item in request.session.items)
+    if not wanted or config.get("REPRO_PRELOAD") != "auto":
+        yield None
+        return
+    server = ScriptedServer("preload.sh", {**os.environ, "REPRO_LOG_DIR": str(config.ROOT / ".repro/logs/tests")})
+    try:
+        server.wait_for(r"preload: serving|already answers", 300)
+        yield server
+    finally:
+        server.interrupt()

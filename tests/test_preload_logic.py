@@ -1,0 +1,65 @@
+"""The preload server's pure parts, and a real one starting a small Python program."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reproduce_vllm_lmcache import preload
+from reproduce_vllm_lmcache.config import ROOT
+
+
+def test_split_env_takes_the_assignments_of_an_env_prefix() -> None:
+    assert preload.split_env(["env", "A=1", "B=x=y", "/bin/prog", "--c=2"]) == ({"A": "1", "B": "x=y"}, ["/bin/prog", "--c=2"])
+    assert preload.split_env(["/bin/prog", "A=1"]) == ({}, ["/bin/prog", "A=1"])
+
+
+def test_preload_never_imports_the_editable_checkouts() -> None:
+    assert not [m for m in preload.PRELOAD if m.split(".")[0] in ("vllm", "lmcache")]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX fork")
+def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path) -> None:
+    """A real preload server (with nothing preloaded) forks a program for an owner process;
+    the program sees the requested environment, writes to its log, and is stopped when the
+    owner dies."""
+    program = tmp_path / "prog"
+    program.write_text(f"#!{sys.executable}\nimport os, sys, time\nprint('hello', os.environ['GREETING'], sys.argv[1:], flush=True)\ntime.sleep(600)\n")
+    program.chmod(0o755)
+    sock = tmp_path / "p.sock"
+    code = f"import sys; from reproduce_vllm_lmcache import preload; preload.PRELOAD = (); sys.exit(preload.main(['serve', '--socket', {str(sock)!r}]))"
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    owner = subprocess.Popen(["sleep", "600"])
+    try:
+        deadline = time.monotonic() + 30
+        while not preload.answers(sock) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = tmp_path / "prog.log"
+        os.environ["GREETING"] = "world"
+        try:
+            pid = preload.request(sock, ["env", "EXTRA=1", str(program), "arg"], str(log), owner.pid)
+        finally:
+            del os.environ["GREETING"]
+        deadline = time.monotonic() + 30
+        while "hello" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "hello world ['arg']" in log.read_text()
+        assert os.getpgid(pid) == pid, "the program leads its own process group"
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 30
+        while preload._alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not preload._alive(pid), "the program outlived its owner"
+        with pytest.raises(RuntimeError, match="not a Python"):
+            preload.request(sock, ["/bin/sleep", "1"], str(log), os.getpid())
+    finally:
+        owner.kill()
+        server.terminate()
+        out, _ = server.communicate(timeout=30)
+    assert "preload: stopped" in out, out
