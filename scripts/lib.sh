@@ -180,7 +180,7 @@ wait_ready() {
       echo "$name: waiting for $url ($((SECONDS - start)) s)"
       next=$((next + 15))
     fi
-    sleep 1
+    sleep 0.25
   done
   READY_S=$((SECONDS - start))
   READY_AT=$(now)

@@ -76,7 +76,8 @@ def check_cold_warm(data: dict, length: int) -> tuple[dict, dict]:
 @pytest.mark.quick
 def test_quick_cold_then_warm_round(servers, env) -> None:
     """The quick tier's one real round: stored on cold, hit on warm, identical output."""
-    data = check_cold_warm(rounds_of(env, 640, "quick"), 640)
+    data = rounds_of(env, 640, "quick")
+    check_cold_warm(data, 640)
     config = data["config"]
     for key in ("vllm_version", "lmcache_version", "model", "dtype", "cpu_model", "cpu_cores", "knobs", "vllm_layout"):
         assert config[key], key

@@ -20,6 +20,7 @@ import select
 import signal
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,6 +57,7 @@ PRELOAD = (
     "compressed_tensors",
     "xgrammar",
     "jinja2",
+    "setproctitle",
 )
 STOP_GRACE_S = 30.0
 
@@ -97,11 +99,18 @@ def _run_child(request: dict[str, object]) -> None:
         os.chdir(str(request["cwd"]))
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
+        tempfile.tempdir = None  # the server's own TMPDIR, not the one cached while preloading
         argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
         sys.argv = argv
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        try:  # ps and top show the server, not the preload server it was forked from
+            import setproctitle
+
+            setproctitle.setproctitle(" ".join(argv))
+        except ImportError:
+            pass
         print(f"preload: forked from the preload server (pid {os.getppid()}) as pid {os.getpid()}: {' '.join(argv)}", flush=True)
         runpy.run_path(argv[0], run_name="__main__")
         code = 0

@@ -88,6 +88,7 @@ def record(run_dir: Path, configuration: str, log: Path, started: float, ready: 
         "configuration": configuration,
         "layout": settings.vllm_layout,
         "warmup": config.get("REPRO_VLLM_WARMUP") == "1",
+        "preload": config.get("REPRO_PRELOAD") == "auto" and "forked from the preload server" in log.read_text(errors="replace"),
         "script_to_ready_s": round(warmed - started, 1),
         "vllm_processes": int(milestones.pop("processes", 0)),
         "phases_s": phases(started, milestones, ready, warmed),
@@ -110,6 +111,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         labels = list(mine[0]["phases_s"])
         out.append({
             "configuration": name, "layout": mine[0]["layout"], "warmup": mine[0]["warmup"], "starts": len(mine),
+            "preload": all(r.get("preload", False) for r in mine),
             "vllm_processes": mine[0]["vllm_processes"],
             "script_to_ready_s": med("script_to_ready_s"), "ready_samples_s": [r["script_to_ready_s"] for r in mine],
             "first_ttft_s": med("first_ttft_s"), "second_ttft_s": med("second_ttft_s"),
@@ -120,11 +122,11 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def table(summary: list[dict[str, Any]]) -> str:
-    head = "| configuration | layout | warm-up | processes | ready (median, s) | starts (s) | first / second request TTFT (s) | first-request extra (s) |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    head = "| configuration | layout | preload | warm-up | processes | ready (median, s) | starts (s) | first / second request TTFT (s) | first-request extra (s) |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(
-            f"| {s['configuration']} | {s['layout']} | {'yes' if s['warmup'] else 'no'} | {s['vllm_processes']} | "
+            f"| {s['configuration']} | {s['layout']} | {'yes' if s['preload'] else 'no'} | {'yes' if s['warmup'] else 'no'} | {s['vllm_processes']} | "
             f"{s['script_to_ready_s']} | {', '.join(str(x) for x in s['ready_samples_s'])} | "
             f"{s['first_ttft_s']} / {s['second_ttft_s']} | {s['first_request_extra_s']} |"
         )
