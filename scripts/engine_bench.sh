@@ -27,6 +27,7 @@ workload() {
 
 # configuration NAME CONNECTOR: restart vLLM so, run both workloads.
 configuration() {
+  [[ ,$REPRO_ENGINE_BENCH_CONFIGURATIONS, == *,$1,* ]] || return 0
   export REPRO_CONNECTOR=$2
   up_vllm "$REPRO_LOG_DIR/vllm-$1.log"
   # The document count is set exactly: volume x tokens-per-GB / document length = docs.

@@ -128,7 +128,7 @@ owner_pid() {
 # await_exit PID: until the server exits; its exit status when it is this script's child.
 await_exit() {
   if [[ ${SERVER_VIA:-} == preload ]]; then
-    while kill -0 "$1" 2>/dev/null; do sleep 1; done
+    while is_running "$1"; do sleep 1; done
     return 0
   fi
   wait "$1"
@@ -143,6 +143,14 @@ watch_parent() {
     while kill -0 "$script" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
     kill -TERM -- "-$pid" 2>/dev/null || true
   ) >/dev/null 2>&1 </dev/null &
+}
+
+# is_running PID: the process exists and is not a zombie (killed, not yet reaped by its parent,
+# e.g. a server forked by the preload server).
+is_running() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ -n $stat && $stat != Z* ]]
 }
 
 # now: seconds since the epoch, with a fraction where the shell has one (bash 5).
@@ -165,7 +173,7 @@ answers() {
 wait_ready() {
   local name=$1 pid=$2 url=$3 timeout=$4 log=$5 start=$SECONDS next=15
   until answers "$url"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! is_running "$pid"; then
       echo "error: $name (pid $pid) exited before it was ready; last lines of $log:" >&2
       tail -n 40 "$log" >&2
       extra_args_hint "$name"

@@ -20,6 +20,7 @@ on_exit 'down_vllm; down_lmcache'
 # configuration NAME CONNECTOR PREFIX_CACHING [TRANSFER_MODE] [ROUNDS]: restart vLLM so, run rounds.
 configuration() {
   local name=$1 rounds=${5:-cold,warm}
+  [[ ,$REPRO_MATRIX_CONFIGURATIONS, == *,$name,* ]] || return 0
   export REPRO_CONNECTOR=$2 REPRO_PREFIX_CACHING=$3 REPRO_TRANSFER_MODE=${4:-lmcache_driven}
   echo "=== configuration $name: connector=$2 prefix_caching=$3 transfer=$REPRO_TRANSFER_MODE rounds=$rounds"
   [[ $rounds != cold,warm ]] || clear_lmcache
@@ -32,6 +33,9 @@ configuration() {
   down_vllm
 }
 
+[[ ,$REPRO_MATRIX_CONFIGURATIONS, == *,none,* ]] || die "REPRO_MATRIX_CONFIGURATIONS must include none (the baseline every answer is compared with)"
+[[ ,$REPRO_MATRIX_CONFIGURATIONS, != *,lmcache-restarted,* || ,$REPRO_MATRIX_CONFIGURATIONS, == *,lmcache,* ]] ||
+  die "REPRO_MATRIX_CONFIGURATIONS: lmcache-restarted needs lmcache (it replays lmcache's prompts)"
 up_lmcache "$REPRO_LOG_DIR/lmcache.log"
 configuration none 0 0
 configuration apc 0 1
@@ -40,8 +44,10 @@ configuration lmcache-restarted 1 0 lmcache_driven restart
 configuration both 1 1
 configuration lmcache-engine-pickle 1 0 engine_driven
 down_lmcache
-REPRO_LMCACHE_SHM_NAME="repro_lmcache_$REPRO_LMCACHE_PORT" up_lmcache "$REPRO_LOG_DIR/lmcache-shm.log"
-configuration lmcache-engine-shm 1 0 engine_driven
-down_lmcache
+if [[ ,$REPRO_MATRIX_CONFIGURATIONS, == *,lmcache-engine-shm,* ]]; then
+  REPRO_LMCACHE_SHM_NAME="repro_lmcache_$REPRO_LMCACHE_PORT" up_lmcache "$REPRO_LOG_DIR/lmcache-shm.log"
+  configuration lmcache-engine-shm 1 0 engine_driven
+  down_lmcache
+fi
 
 "$REPRO" matrix-report "$run_dir"

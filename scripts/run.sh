@@ -24,7 +24,7 @@ up_vllm "$REPRO_LOG_DIR/vllm.log"
 status=0
 "$REPRO" e2e --run-dir "$run_dir" || status=$?
 for server in lmcache:$LMCACHE_PID vllm:$VLLM_PID; do
-  if ! kill -0 "${server#*:}" 2>/dev/null; then
+  if ! is_running "${server#*:}"; then
     echo "error: the ${server%%:*} server died during the run; last lines of its log:" >&2
     tail -n 30 "$REPRO_LOG_DIR/${server%%:*}.log" >&2
     status=1

@@ -160,6 +160,14 @@ def test_bad_knob_stops_vllm_script_before_starting(servers, env, knob, value, m
     assert "started, pid" not in result.stdout
 
 
+def test_extra_args_the_server_rejects_show_its_error_and_name_the_knob(servers, env) -> None:
+    bad = {**env, "REPRO_VLLM_PORT": "8011", "REPRO_VLLM_EXTRA_ARGS": "--no-such-vllm-flag 1"}
+    result = run([str(ROOT / "scripts/start_vllm.sh")], bad, timeout=300)
+    assert result.returncode != 0
+    assert "unrecognized arguments: --no-such-vllm-flag 1" in result.stderr, result.stderr[-3000:]
+    assert "REPRO_VLLM_EXTRA_ARGS='--no-such-vllm-flag 1' was appended to the vllm command line" in result.stderr
+
+
 def test_ctrl_c_through_a_pipe_leaves_no_process_and_no_shared_memory(servers) -> None:
     """`start_*.sh 2>&1 | tee log`, then Ctrl-C: tee dies first, the scripts still clean up."""
     pids = servers["vllm"].group | servers["lmcache"].group

@@ -182,29 +182,8 @@ def test_start_scripts_killed_with_sigkill_take_their_servers_along(env) -> None
     assert all(f"removed {seg}" in preflight.stdout for seg in segments), preflight.stdout
 
 
-def test_vllm_killed_leaves_no_shared_memory_after_the_workspace_stops_it(env) -> None:
-    sig = signal.SIGKILL
-    lmcache = start("start_lmcache.sh", env, "lmcache: serving")
-    vllm = start("start_vllm.sh", env, "vllm: serving")
-    done, _ = rounds(env, "cold", f"kill-{time.time_ns()}", "cold")
-    assert done
-    segments_before = shm_segments(vllm.group | lmcache.group)
-    os.kill(vllm.server_pid, sig)
-    status = vllm.proc.wait(120)  # the script notices, stops what is left, cleans up
-    leaks = stop_all(vllm, lmcache)
-    ROWS.append({
-        "case": f"vLLM API server killed with {sig.name}",
-        "happened": f"start_vllm.sh exited {status} and stopped the engine processes; "
-                    f"{len(segments_before)} LMCache segment(s) of its workers removed",
-        "requests": "1/0",
-        "identical": "n/a",
-        "leaks": leaks,
-    })  # fmt: skip
-    assert status != 0
-
-
 def test_l1_too_small_for_one_prompt_is_a_miss_not_a_crash(env) -> None:
-    small = {**env, "REPRO_L1_SIZE_GB": "0.02", "REPRO_PROMPT_TOKENS": "3000"}
+    small = {**env, "REPRO_L1_SIZE_GB": "0.02", "REPRO_PROMPT_TOKENS": "1500"}
     lmcache = start("start_lmcache.sh", small, "lmcache: serving")
     vllm = start("start_vllm.sh", small, "vllm: serving")
     got, out = rounds(small, "cold,warm", f"small-{time.time_ns()}", "small")
@@ -213,14 +192,14 @@ def test_l1_too_small_for_one_prompt_is_a_miss_not_a_crash(env) -> None:
     assert got, out[-3000:]
     cold, warm = got
     ROWS.append({
-        "case": "LMCache L1 of 20 MB, 3000-token prompt (~138 MB of KV)",
+        "case": "LMCache L1 of 20 MB, 1500-token prompt (~69 MB of KV)",
         "happened": f"cold stored {cold['lmcache_l1_write_chunks']} chunks, warm read {warm['lmcache_l1_read_chunks']} "
                     f"({warm['vllm_external_hit_tokens']} hit tokens); servers still up: {healthy}",
         "requests": "2/0",
         "identical": same(cold, warm),
         "leaks": leaks,
     })  # fmt: skip
-    assert healthy and warm["vllm_external_hit_tokens"] < expected_hit(3000) and same(cold, warm) == "yes"
+    assert healthy and warm["vllm_external_hit_tokens"] < expected_hit(1500) and same(cold, warm) == "yes"
 
 
 def test_port_taken_and_bad_knobs_are_refused_before_anything_starts(env) -> None:

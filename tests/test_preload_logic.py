@@ -50,8 +50,7 @@ def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path)
             time.sleep(0.2)
         assert "hello world ['arg']" in log.read_text()
         assert os.getpgid(pid) == pid, "the program leads its own process group"
-        owner.kill()
-        owner.wait()
+        owner.kill()  # not reaped yet: a zombie owner counts as gone
         deadline = time.monotonic() + 30
         while preload._alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -60,6 +59,7 @@ def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path)
             preload.request(sock, ["/bin/sleep", "1"], str(log), os.getpid())
     finally:
         owner.kill()
+        owner.wait()
         server.terminate()
         out, _ = server.communicate(timeout=30)
     assert "preload: stopped" in out, out

@@ -32,45 +32,43 @@ def run(script: str, env: dict[str, str]) -> str:
     return out
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (apt install redis-server)")
-def test_l2_on_redis_and_on_disk_serves_the_warm_request_after_l1_is_cleared(tmp_path) -> None:
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_L2_PROMPT_TOKENS": "1500",
+def test_l2_serves_the_warm_request_after_l1_is_cleared(tmp_path) -> None:
+    """The short version: one L2 kind, Redis where a redis-server is installed (CI installs it),
+    else disk; the recorded scripts/l2.sh run has both."""
+    kind = "redis" if shutil.which("redis-server") else "disk"
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_L2_PROMPT_TOKENS": "1500", "REPRO_L2_KINDS": kind,
            "REPRO_L2_DISK_DIR": str(tmp_path / "l2"), "REPRO_REDIS_DIR": str(tmp_path / "redis")}  # fmt: skip
     out = run("l2.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-l2")
-    for kind in ("redis", "disk"):
-        data = json.loads((run_dir / f"l2-{kind}.json").read_text())
-        assert data["passed"], data["detail"]
-        cold, warm_l1, warm_l2 = data["rounds"]
-        chunks = -(-hit(1500) // Settings.from_env().chunk_size)
-        assert warm_l2["vllm_external_hit_tokens"] == hit(1500) and warm_l2["lmcache_l2_loaded_chunks"] >= chunks
-        assert warm_l1["lmcache_l2_loaded_chunks"] == 0
-        assert warm_l2["output_tokens"] == cold["output_tokens"]
-        assert data["l2_contents"]["objects"] >= cold["lmcache_l1_write_chunks"] > 0
-        assert warm_l2["ttft_s"] < cold["ttft_s"]
-    assert "PASS L2 redis" in out and "PASS L2 disk" in out
+    data = json.loads((run_dir / f"l2-{kind}.json").read_text())
+    assert data["passed"], data["detail"]
+    cold, warm_l1, warm_l2 = data["rounds"]
+    chunks = -(-hit(1500) // Settings.from_env().chunk_size)
+    assert warm_l2["vllm_external_hit_tokens"] == hit(1500) and warm_l2["lmcache_l2_loaded_chunks"] >= chunks
+    assert warm_l1["lmcache_l2_loaded_chunks"] == 0
+    assert warm_l2["output_tokens"] == cold["output_tokens"]
+    assert data["l2_contents"]["objects"] >= cold["lmcache_l1_write_chunks"] > 0
+    assert warm_l2["ttft_s"] < cold["ttft_s"]
+    assert f"PASS L2 {kind}" in out
     assert not list((tmp_path / "l2").glob("*/*")), "the run's disk L2 folder is removed afterwards"
 
 
-def test_eviction_hits_follow_lru_and_noop(tmp_path) -> None:
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path)}
+def test_eviction_hits_follow_lru(tmp_path) -> None:
+    """The short version (LRU only); the recorded scripts/eviction.sh run has LRU and noop."""
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_EVICTION_POLICIES": "LRU"}
     out = run("eviction.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-eviction")
     lru = json.loads((run_dir / "eviction-LRU.json").read_text())
-    noop = json.loads((run_dir / "eviction-noop.json").read_text())
-    for data in (lru, noop):
-        assert data["passed"], data["detail"]
-        assert all(r["hit_tokens"] == r["predicted_hit_tokens"] for r in data["requests"])
+    assert lru["passed"], lru["detail"]
+    assert all(r["hit_tokens"] == r["predicted_hit_tokens"] for r in lru["requests"])
     full = lru["chunks_per_prompt"]
     assert lru["resident_after_stream"]["P1"] == full and lru["resident_after_stream"]["P2"] == 0
     assert sum(r["evicted_chunks"] for r in lru["requests"]) > 0
-    assert sum(r["evicted_chunks"] for r in noop["requests"]) == 0
-    assert noop["resident_after_stream"]["P1"] == full and noop["resident_after_stream"]["P6"] < full
-    assert "PASS eviction LRU" in out and "PASS eviction noop" in out
+    assert "PASS eviction LRU" in out and not (run_dir / "eviction-noop.json").exists()
 
 
 def test_two_vllm_instances_share_one_lmcache_and_status_shows_it(tmp_path) -> None:
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_SHARED_PROMPT_TOKENS": "1500",
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_SHARED_PROMPT_TOKENS": "640",
            "REPRO_LOG_DIR": str(tmp_path / "logs")}  # fmt: skip
     out = run("shared.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-shared")
@@ -79,5 +77,5 @@ def test_two_vllm_instances_share_one_lmcache_and_status_shows_it(tmp_path) -> N
     rounds = data["rounds"]
     assert [r["name"] for r in rounds] == ["cold@8000", "warm@8001", "cold@8001", "warm@8000"]
     for cold, warm in (rounds[:2], rounds[2:]):
-        assert warm["vllm_external_hit_tokens"] == hit(1500) and warm["output_tokens"] == cold["output_tokens"]
+        assert warm["vllm_external_hit_tokens"] == hit(640) and warm["output_tokens"] == cold["output_tokens"]
     assert "PASS two vLLM instances" in out

@@ -58,6 +58,44 @@ PRELOAD = (
     "xgrammar",
     "jinja2",
     "setproctitle",
+    # What a vLLM + LMCache start still imported after the list above (sys.modules, measured):
+    # 12.0 s -> 9.6 s of import after preloading.
+    "requests",
+    "urllib3",
+    "cv2",
+    "setuptools",
+    "grpc",
+    "google.protobuf.descriptor_pool",
+    "google.protobuf.message_factory",
+    "google.protobuf.text_format",
+    "google.rpc.error_details_pb2",
+    "opentelemetry.sdk.trace",
+    "opentelemetry.sdk.metrics",
+    "opentelemetry.sdk._logs",
+    "opentelemetry.propagate",
+    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    "nvtx",
+    "partial_json_parser",
+    "llguidance",
+    "einops",
+    "sortedcontainers",
+    "pybase64",
+    "cbor2",
+    "cachetools",
+    "cpuinfo",
+    "cloudpickle",
+    "openai_harmony",
+    "sqlite3",
+    "multiprocessing.shared_memory",
+    "multiprocessing.synchronize",
+    "prometheus_client.multiprocess",
+    "starlette.middleware.cors",
+    "torch.utils.cpp_extension",
+    "transformers.models.auto",
+    "transformers.image_processing_utils",
+    "transformers.video_processing_utils",
+    "transformers.tokenization_utils_sentencepiece",
+    "zmq.asyncio",
 )
 STOP_GRACE_S = 30.0
 
@@ -74,13 +112,17 @@ def split_env(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): os.kill is all there is
 
 
 def _run_child(request: dict[str, object]) -> None:
