@@ -1,5 +1,6 @@
 """Suite-wide: one preload server (scripts/preload.sh) for every server the end-to-end tests
-start, so that each start skips importing torch & co. (as scripts/dev.sh does)."""
+start, so that each start skips importing torch & co. (as scripts/dev.sh does), and short
+answers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import pytest
 from scripted_servers import ScriptedServer
 
 from reproduce_vllm_lmcache import config
+
+
+# Tokens generated per request in the suite (the recorded runs use the default, 32): the
+# verdicts compare outputs token by token either way, and each token costs ~0.1 s on 2 cores.
+os.environ.setdefault("REPRO_MAX_TOKENS", "8")
 
 
 @pytest.fixture(scope="session", autouse=True)
