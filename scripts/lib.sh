@@ -318,8 +318,11 @@ remove_shm() {
 # stop_server NAME PID LOG [GRACE]: SIGTERM the process group, SIGKILL what is left after
 # GRACE seconds, then remove the group's shared-memory segments and private TMPDIR.
 stop_server() {
-  local name=$1 pid=$2 log=$3 grace=${4:-30} pids owned="" mapped p waited=0
-  pids="$(group_pids "$pid") $(cat "$log.pids" 2>/dev/null || true)"
+  local name=$1 pid=$2 log=$3 grace=${4:-30} pids owned="" mapped p waited=0 remembered=""
+  # The processes remembered when it was ready, if that file is this server's (another server
+  # started with the same log path, e.g. on another port, must not lend it its own).
+  grep -qx "$pid" "$log.pids" 2>/dev/null && remembered=$(cat "$log.pids")
+  pids="$(group_pids "$pid") $remembered"
   # shellcheck disable=SC2086
   mapped=$(shm_of $pids)
   for p in $pid $pids; do
@@ -348,7 +351,7 @@ stop_server() {
   if [[ -f $log.tmpdir ]]; then
     rm -rf -- "$(cat "$log.tmpdir")" "$log.tmpdir"
   fi
-  rm -f -- "$log.pids"
+  [[ -z $remembered ]] || rm -f -- "$log.pids"
 }
 
 # run_foreground NAME URL TIMEOUT CMD...: a server in the foreground of a terminal (A or B):

@@ -161,7 +161,8 @@ def test_bad_knob_stops_vllm_script_before_starting(servers, env, knob, value, m
 
 
 def test_extra_args_the_server_rejects_show_its_error_and_name_the_knob(servers, env) -> None:
-    bad = {**env, "REPRO_VLLM_PORT": "8011", "REPRO_VLLM_EXTRA_ARGS": "--no-such-vllm-flag 1"}
+    bad = {**env, "REPRO_VLLM_PORT": "8011", "REPRO_VLLM_EXTRA_ARGS": "--no-such-vllm-flag 1",
+           "REPRO_LOG_DIR": env["REPRO_LOG_DIR"] + "-bad-extra-args"}  # fmt: skip
     result = run([str(ROOT / "scripts/start_vllm.sh")], bad, timeout=300)
     assert result.returncode != 0
     assert "unrecognized arguments: --no-such-vllm-flag 1" in result.stderr, result.stderr[-3000:]

@@ -32,7 +32,7 @@ def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path)
     program.write_text(f"#!{sys.executable}\nimport os, sys, time\nprint('hello', os.environ['GREETING'], sys.argv[1:], flush=True)\ntime.sleep(600)\n")
     program.chmod(0o755)
     sock = tmp_path / "p.sock"
-    code = f"import sys; from reproduce_vllm_lmcache import preload; preload.PRELOAD = (); sys.exit(preload.main(['serve', '--socket', {str(sock)!r}]))"
+    code = f"import sys; from reproduce_vllm_lmcache import preload; preload.PRELOAD = ('setproctitle',); sys.exit(preload.main(['serve', '--socket', {str(sock)!r}]))"
     server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     owner = subprocess.Popen(["sleep", "600"])
     try:
@@ -50,6 +50,9 @@ def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path)
             time.sleep(0.2)
         assert "hello world ['arg']" in log.read_text()
         assert os.getpgid(pid) == pid, "the program leads its own process group"
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists():  # ps shows the program, not the preload server
+            assert cmdline.read_bytes().replace(b"\0", b" ").strip().startswith(f"{program} arg".encode())
         owner.kill()  # not reaped yet: a zombie owner counts as gone
         deadline = time.monotonic() + 30
         while preload._alive(pid) and time.monotonic() < deadline:

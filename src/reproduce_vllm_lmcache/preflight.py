@@ -70,13 +70,21 @@ def check_redis_binary(settings: Settings) -> str:
     return found
 
 
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def stale_segments(shm: Path = Path("/dev/shm")) -> list[Path]:
     """LMCache segments of vLLM workers that are gone (/dev/shm/lmcache_kv_<pid>_<n>, which no
     one unlinks when a worker dies) and that no live process maps any more."""
     if not shm.is_dir():
         return []
     dead = [p for p in shm.glob("lmcache_kv_*") if (m := re.fullmatch(r"lmcache_kv_(\d+)_\d+", p.name))
-            and not psutil.pid_exists(int(m.group(1)))]  # fmt: skip
+            and not _running(int(m.group(1)))]  # fmt: skip
     if not dead:
         return []
     mapped: set[str] = set()

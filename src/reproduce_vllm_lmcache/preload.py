@@ -139,20 +139,20 @@ def _run_child(request: dict[str, object]) -> None:
         os.dup2(log, 2)
         os.closerange(3, 65536)  # the listening socket and the client's connection stay behind
         os.chdir(str(request["cwd"]))
-        os.environ.clear()
-        os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
-        tempfile.tempdir = None  # the server's own TMPDIR, not the one cached while preloading
         argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
-        sys.argv = argv
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        try:  # ps and top show the server, not the preload server it was forked from
+        try:  # ps and top show the server, not the preload server (before environ changes)
             import setproctitle
 
             setproctitle.setproctitle(" ".join(argv))
         except ImportError:
             pass
+        os.environ.clear()
+        os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
+        tempfile.tempdir = None  # the server's own TMPDIR, not the one cached while preloading
+        sys.argv = argv
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         print(f"preload: forked from the preload server (pid {os.getppid()}) as pid {os.getpid()}: {' '.join(argv)}", flush=True)
         runpy.run_path(argv[0], run_name="__main__")
         code = 0
