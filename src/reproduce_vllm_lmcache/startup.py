@@ -93,7 +93,8 @@ def record(run_dir: Path, configuration: str, log: Path, started: float, ready: 
         "vllm_processes": int(milestones.pop("processes", 0)),
         "phases_s": phases(started, milestones, ready, warmed),
         **first_requests(tokens, f"startup-{time.time_ns()}"),
-        "vllm_argv": settings.vllm_argv(),
+        # Paths relative to the workspace: results carry no machine-specific absolute paths.
+        "vllm_argv": [a.replace(f"{config.ROOT}/", "") for a in settings.vllm_argv()],
     }
     with (run_dir / "starts.jsonl").open("a") as out:
         out.write(json.dumps(row) + "\n")
