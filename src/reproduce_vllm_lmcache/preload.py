@@ -260,12 +260,7 @@ class Server:
 
     def answer(self, conn: socket.socket) -> None:
         conn.settimeout(10)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = _read_line(conn)
         if not data.strip():
             return  # a liveness probe (answers())
         try:
@@ -273,6 +268,17 @@ class Server:
         except Exception as exc:  # noqa: BLE001 - the client shows it
             reply = {"error": f"{exc.__class__.__name__}: {exc}"}
         conn.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    """One protocol message: bytes up to a newline, or whatever came before the peer closed."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _killpg(pid: int, sig: int) -> None:
@@ -289,12 +295,7 @@ def request(path: Path, argv: list[str], log: str, owner: int, timeout: float = 
         sock.settimeout(timeout)
         sock.connect(str(path))
         sock.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = _read_line(sock)
     reply = json.loads(data or b"{}")
     if "pid" not in reply:
         raise RuntimeError(f"the preload server at {path} refused: {reply.get('error', 'no answer')}")

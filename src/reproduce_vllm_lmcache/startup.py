@@ -83,12 +83,13 @@ def record(run_dir: Path, configuration: str, log: Path, started: float, ready: 
     from .settings import Settings
 
     settings = Settings.from_env()
-    milestones = log_milestones(log.read_text(errors="replace"), time.gmtime(started).tm_year)
+    text = log.read_text(errors="replace")
+    milestones = log_milestones(text, time.gmtime(started).tm_year)
     row = {
         "configuration": configuration,
         "layout": settings.vllm_layout,
         "warmup": config.get("REPRO_VLLM_WARMUP") == "1",
-        "preload": config.get("REPRO_PRELOAD") == "auto" and "forked from the preload server" in log.read_text(errors="replace"),
+        "preload": config.get("REPRO_PRELOAD") == "auto" and "forked from the preload server" in text,
         "script_to_ready_s": round(warmed - started, 1),
         "vllm_processes": int(milestones.pop("processes", 0)),
         "phases_s": phases(started, milestones, ready, warmed),
