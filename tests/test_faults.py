@@ -206,6 +206,9 @@ def test_port_taken_and_bad_knobs_are_refused_before_anything_starts(env) -> Non
     import socket
 
     with socket.socket() as holder:
+        # An earlier case's LMCache leaves connections in TIME_WAIT on this port: bind as a
+        # server does (preflight checks the same way), so only a listener counts as taken.
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", 5555))
         holder.listen()
         taken = subprocess.run([str(config.ROOT / "scripts/start_lmcache.sh")], cwd=config.ROOT, env=env,

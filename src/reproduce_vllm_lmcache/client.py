@@ -109,12 +109,15 @@ def _stream(client: httpx.Client, url: str, body: dict[str, object], timeout: fl
     }
 
 
-def complete(client: httpx.Client, settings: Settings, model: str, ids: list[int], timeout: float) -> dict[str, object]:
-    """One streamed greedy completion of a token-id prompt."""
+def complete(
+    client: httpx.Client, settings: Settings, model: str, ids: list[int], timeout: float, max_tokens: int | None = None
+) -> dict[str, object]:
+    """One streamed greedy completion of a token-id prompt (settings.max_tokens output tokens
+    unless max_tokens says otherwise)."""
     body = {
         "model": model,
         "prompt": ids,
-        "max_tokens": settings.max_tokens,
+        "max_tokens": settings.max_tokens if max_tokens is None else max_tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -210,10 +213,11 @@ class Session:
     def prime(self) -> float:
         """The one-off work of a fresh vLLM (the sampler compiles its logprobs kernel on the first
         request that asks for logprobs): one request as the client sends them, but shorter than
-        one LMCache chunk, so nothing is stored. Returns its seconds."""
+        one LMCache chunk, so nothing is stored, and with two output tokens (one sampled after the
+        prefill, one after a decode step): more tokens only add decode time. Returns its seconds."""
         ids = self.tokenize("The capital of France is")[: max(1, self.settings.chunk_size - 1)]
         started = time.perf_counter()
-        complete(self.client, self.settings, self.model, ids, float(config.get("REPRO_REQUEST_TIMEOUT")))
+        complete(self.client, self.settings, self.model, ids, float(config.get("REPRO_REQUEST_TIMEOUT")), max_tokens=2)
         return time.perf_counter() - started
 
     def prompt(self, tokens: int, seed: str) -> list[int]:
