@@ -22,7 +22,7 @@ if [[ ${1:-} == stop ]]; then
   if [[ -n $PRELOAD_PID && -n $(group_pids "$PRELOAD_PID") ]]; then
     stop_server preload "$PRELOAD_PID" "$state/preload.log"
   fi
-  rm -f "$state/lmcache.pid" "$state/lmcache.fingerprint" "$state/preload.pid"
+  rm -f "$state/lmcache.pid" "$state/lmcache.fingerprint" "$state/preload.pid" "$state/preload.fingerprint"
   exit 0
 fi
 [[ $# -eq 0 ]] || die "usage: scripts/dev.sh [stop]"
@@ -38,12 +38,20 @@ new_lmcache=""
 on_exit 'down_vllm; [[ -z $new_lmcache ]] || { down_lmcache; rm -f "$state/lmcache.pid"; }'
 
 # The preload server (kept between reruns too): later starts skip importing torch & co.
+# It imports vLLM's serving modules (REPRO_PRELOAD_VLLM): after an edit under vllm/ it restarts.
 t0=$SECONDS
+vllm_fingerprint=$("$REPRO" fingerprint vllm)
+if [[ -n $PRELOAD_PID && -n $(group_pids "$PRELOAD_PID") ]] &&
+  [[ $(cat "$state/preload.fingerprint" 2>/dev/null) != "$vllm_fingerprint" ]]; then
+  echo "dev: vllm/ changed since the kept preload server imported it, restarting it"
+  stop_server preload "$PRELOAD_PID" "$state/preload.log"
+fi
 if [[ $REPRO_PRELOAD == auto ]] && ! preload_answers; then
   read_command preload
   mkdir -p "$(dirname "$REPRO_PRELOAD_SOCKET")"
   DETACHED=1 start_server preload "$state/preload.log" "${CMD[@]}"
   echo "$SERVER_PID" >"$state/preload.pid"
+  echo "$vllm_fingerprint" >"$state/preload.fingerprint"
   wait_ready preload "$SERVER_PID" "unix:$REPRO_PRELOAD_SOCKET" 300 "$state/preload.log"
 fi
 fingerprint=$("$REPRO" fingerprint LMCache)

@@ -95,13 +95,21 @@ start_server() {
   echo "$tmp" >"$log.tmpdir"
   keep_compile_cache "$tmp"
   SERVER_VIA=""
+  local status=1
   if [[ $name == vllm* || $name == lmcache* ]] && preload_answers; then
     # Forked by the preload server (its own session; stopped by it when this script is gone).
+    # Status 3: it imported vllm/ before an edit there; this start goes without it.
     SERVER_PID=$(TMPDIR=$tmp "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.preload spawn \
-      --socket "$REPRO_PRELOAD_SOCKET" --log "$log" --owner "$(owner_pid)" -- "$@") ||
+      --socket "$REPRO_PRELOAD_SOCKET" --log "$log" --owner "$(owner_pid)" -- "$@") && status=0 || status=$?
+    if [[ $status == 0 ]]; then
+      SERVER_VIA=preload
+    elif [[ $status == 3 ]]; then
+      echo "$name: starting without the preload server (restart it to make vLLM starts fast again)"
+    else
       die "the preload server did not start $name (stop it with scripts/preload.sh stop, or set REPRO_PRELOAD=off)"
-    SERVER_VIA=preload
-  else
+    fi
+  fi
+  if [[ $SERVER_VIA != preload ]]; then
     set -m
     TMPDIR=$tmp with_parent "$@" >"$log" 2>&1 </dev/null &
     SERVER_PID=$!

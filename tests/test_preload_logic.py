@@ -19,8 +19,27 @@ def test_split_env_takes_the_assignments_of_an_env_prefix() -> None:
     assert preload.split_env(["/bin/prog", "A=1"]) == ({}, ["/bin/prog", "A=1"])
 
 
-def test_preload_never_imports_the_editable_checkouts() -> None:
+def test_preload_never_imports_lmcache_and_vllm_only_when_asked() -> None:
     assert not [m for m in preload.PRELOAD if m.split(".")[0] in ("vllm", "lmcache")]
+    assert all(m.startswith("vllm.") for m in preload.PRELOAD_VLLM)
+
+
+def test_an_edit_after_the_preload_refuses_vllm_starts_only(tmp_path: Path) -> None:
+    """A preloaded vllm/ file that changed (or vanished) makes vLLM starts fail as stale, so a
+    forked vLLM never runs old code; other programs still start."""
+    source = tmp_path / "engine.py"
+    source.write_text("x = 1\n")
+    server = preload.Server(tmp_path / "p.sock")
+    server.vllm_files = {str(source): source.stat().st_mtime_ns}
+    assert preload.changed(server.vllm_files) is None
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 1_000_000))
+    assert preload.changed(server.vllm_files) == str(source)
+    vllm = tmp_path / "vllm"
+    vllm.write_text(f"#!{sys.executable}\n")
+    with pytest.raises(preload.Stale, match="engine.py changed after this preload server imported it"):
+        server.spawn({"argv": [str(vllm), "serve"], "env": {}, "cwd": str(tmp_path), "log": str(tmp_path / "log"), "owner": os.getpid()})
+    source.unlink()
+    assert preload.changed(server.vllm_files) == str(source)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX fork")

@@ -1,8 +1,10 @@
 """A preload server: one Python process that has imported the heavy third-party libraries a
-server start needs (torch with dynamo and inductor, transformers, sympy, ...) and forks a fresh
-process for each server start, so that a start imports only vLLM and LMCache themselves, whose
-code the user edits. Nothing of vllm/ or LMCache/ is ever imported here: every edit there is live
-at the next start. Standard library only in the client; POSIX only (fork).
+server start needs (torch with dynamo and inductor, transformers, sympy, ...) and, with
+``--with-vllm``, vLLM's own serving modules, then forks a fresh process for each server start.
+LMCache (the connector and the server, the code users edit most) is never imported here: every
+edit there is live at the next start. An edit under vllm/ after the preload makes the preload
+server refuse vLLM starts (the script then starts vLLM directly and says so) until it is
+restarted; nothing stale is ever served. Standard library only in the client; POSIX only (fork).
 
 Protocol: one JSON line per connection, ``{"argv": [...], "env": {...}, "cwd": ..., "log": ...,
 "owner": pid}``; the answer is ``{"pid": N}`` or ``{"error": "..."}``. The child runs in a new
@@ -12,6 +14,7 @@ session (its pid is its process group), writes to ``log``, and is sent SIGTERM w
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -97,7 +100,22 @@ PRELOAD = (
     "transformers.tokenization_utils_sentencepiece",
     "zmq.asyncio",
 )
+# With --with-vllm: what `vllm serve` imports before it serves (API server, engine core, CPU
+# worker), so a forked vLLM start skips them too.
+PRELOAD_VLLM = (
+    "vllm.entrypoints.cli.main",
+    "vllm.entrypoints.cli.serve",
+    "vllm.entrypoints.openai.api_server",
+    "vllm.v1.engine.async_llm",
+    "vllm.v1.engine.core",
+    "vllm.v1.executor.uniproc_executor",
+    "vllm.v1.worker.cpu_worker",
+)
 STOP_GRACE_S = 30.0
+
+
+class Stale(RuntimeError):
+    """vllm/ changed after the preload: a forked vLLM would run the old code."""
 
 
 def split_env(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -149,6 +167,9 @@ def _run_child(request: dict[str, object]) -> None:
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
         tempfile.tempdir = None  # the server's own TMPDIR, not the one cached while preloading
+        vllm_logger = sys.modules.get("vllm.logger")
+        if vllm_logger is not None:  # preloaded vLLM logs as this server's environment says
+            vllm_logger._configure_vllm_root_logger()
         sys.argv = argv
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -170,22 +191,55 @@ def _run_child(request: dict[str, object]) -> None:
             os._exit(code)
 
 
+def source_files(package: str) -> dict[str, int]:
+    """Every imported module file of ``package`` with its modification time (ns)."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and (name == package or name.startswith(package + ".")):
+            try:
+                found[path] = os.stat(path).st_mtime_ns
+            except OSError:
+                continue
+    return found
+
+
+def changed(files: dict[str, int]) -> str | None:
+    """The first of ``files`` that changed or vanished since it was recorded."""
+    for path, mtime in files.items():
+        try:
+            if os.stat(path).st_mtime_ns != mtime:
+                return path
+        except OSError:
+            return path
+    return None
+
+
 class Server:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, with_vllm: bool = False) -> None:
         self.path = path
+        self.with_vllm = with_vllm
+        self.vllm_files: dict[str, int] = {}
         self.children: dict[int, dict[str, float]] = {}  # pid -> owner, term_sent_at
 
     def preload(self) -> None:
         started = time.monotonic()
-        for name in PRELOAD:
+        for name in PRELOAD + (PRELOAD_VLLM if self.with_vllm else ()):
             try:
                 importlib.import_module(name)
             except Exception as exc:  # noqa: BLE001 - a missing optional library only costs time
                 print(f"preload: {name} not preloaded ({exc.__class__.__name__}: {exc})", flush=True)
-        leaked = [m for m in sys.modules if m.split(".")[0] in ("vllm", "lmcache")]
+        forbidden = ("lmcache",) if self.with_vllm else ("vllm", "lmcache")
+        leaked = [m for m in sys.modules if m.split(".")[0] in forbidden]
         if leaked:
             raise RuntimeError(f"preloading imported {leaked[:3]}: edits there would not be live")
-        print(f"preload: {len(sys.modules)} modules imported in {time.monotonic() - started:.1f} s", flush=True)
+        self.vllm_files = source_files("vllm")
+        # Objects that live as long as the server go to a permanent GC generation: the forked
+        # servers' collections (vLLM runs a full one while starting) skip them.
+        gc.collect()
+        gc.freeze()
+        print(f"preload: {len(sys.modules)} modules imported in {time.monotonic() - started:.1f} s"
+              + (f" (vLLM's serving modules too: {len(self.vllm_files)} files watched)" if self.with_vllm else ""), flush=True)  # fmt: skip
 
     def spawn(self, request: dict[str, object]) -> int:
         env, argv = split_env([str(a) for a in request["argv"]])  # type: ignore[attr-defined]
@@ -195,6 +249,9 @@ class Server:
             if b"python" not in script.readline():
                 raise ValueError(f"{argv[0]} is not a Python script")
         request = {**request, "argv": argv, "env": {**dict(request["env"]), **env}}  # type: ignore[call-overload]
+        edited = changed(self.vllm_files) if self.vllm_files and Path(argv[0]).name == "vllm" else None
+        if edited:
+            raise Stale(f"{edited} changed after this preload server imported it; restart the preload server")
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -265,6 +322,8 @@ class Server:
             return  # a liveness probe (answers())
         try:
             reply: dict[str, object] = {"pid": self.spawn(json.loads(data))}
+        except Stale as exc:
+            reply = {"error": str(exc), "stale": True}
         except Exception as exc:  # noqa: BLE001 - the client shows it
             reply = {"error": f"{exc.__class__.__name__}: {exc}"}
         conn.sendall(json.dumps(reply).encode() + b"\n")
@@ -297,6 +356,8 @@ def request(path: Path, argv: list[str], log: str, owner: int, timeout: float = 
         sock.sendall(json.dumps(message).encode() + b"\n")
         data = _read_line(sock)
     reply = json.loads(data or b"{}")
+    if reply.get("stale"):
+        raise Stale(reply["error"])
     if "pid" not in reply:
         raise RuntimeError(f"the preload server at {path} refused: {reply.get('error', 'no answer')}")
     return int(reply["pid"])
@@ -319,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="preload, then start servers on request (foreground)")
     p.add_argument("--socket", type=Path, required=True)
+    p.add_argument("--with-vllm", action="store_true", help="also preload vLLM's serving modules (never LMCache)")
     p = sub.add_parser("spawn", help="ask a running preload server to start CMD; prints its pid")
     p.add_argument("--socket", type=Path, required=True)
     p.add_argument("--log", required=True, help="the new server's output goes here")
@@ -328,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--socket", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        server = Server(args.socket)
+        server = Server(args.socket, args.with_vllm)
         server.preload()
         server.serve()
         return 0
@@ -337,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     try:
         print(request(args.socket, cmd, args.log, args.owner))
+    except Stale as exc:
+        print(f"preload: {exc}", file=sys.stderr)
+        return 3
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

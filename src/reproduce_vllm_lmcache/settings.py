@@ -356,13 +356,15 @@ class Settings:
 
     def preload_argv(self, socket_path: str) -> list[str]:
         """The preload server, with the environment its forked servers inherit at load time."""
+        with_vllm = config.get("REPRO_PRELOAD_VLLM") == "1"
         env = {
-            **(fast_layout_env() if self.vllm_layout == "fast" else {}),
+            # What vLLM reads while it is imported, as a vLLM start with these knobs has it.
+            **(self.vllm_env() if with_vllm else fast_layout_env() if self.vllm_layout == "fast" else {}),
             # As vLLM sets it before it imports Inductor (no compile worker pool in a server).
             "TORCHINDUCTOR_COMPILE_THREADS": "1",
         }
         return ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "reproduce_vllm_lmcache.preload",
-                "serve", "--socket", socket_path]  # fmt: skip
+                "serve", "--socket", socket_path, *(["--with-vllm"] if with_vllm else [])]  # fmt: skip
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
