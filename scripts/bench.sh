@@ -9,11 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-bench"
-export REPRO_LOG_DIR="$run_dir/logs" REPRO_MAX_MODEL_LEN=$REPRO_BENCH_MAX_MODEL_LEN
-mkdir -p "$REPRO_LOG_DIR"
-LMCACHE_PID="" VLLM_PID=""
-on_exit 'down_vllm; down_lmcache'
+export REPRO_MAX_MODEL_LEN=$REPRO_BENCH_MAX_MODEL_LEN
+new_run bench
 
 # sweep_point NAME: start vLLM with the knobs in force, measure every prompt length, stop it.
 sweep_point() {

@@ -29,13 +29,11 @@ fi
 
 started=$SECONDS
 export REPRO_PROMPT_TOKENS=$REPRO_DEV_PROMPT_TOKENS
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-dev"
-export REPRO_LOG_DIR="$run_dir/logs"
-mkdir -p "$REPRO_LOG_DIR"
-VLLM_PID=""
+KEPT_LMCACHE_PID=$LMCACHE_PID
 new_lmcache=""
 # vLLM always stops; LMCache stops only when this rerun started it and failed.
-on_exit 'down_vllm; [[ -z $new_lmcache ]] || { down_lmcache; rm -f "$state/lmcache.pid"; }'
+new_run dev '[[ -n $new_lmcache ]] || LMCACHE_PID=""; [[ -z $new_lmcache ]] || rm -f "$state/lmcache.pid"'
+LMCACHE_PID=$KEPT_LMCACHE_PID
 
 # The preload server (kept between reruns too): later starts skip importing torch & co.
 # It imports vLLM's serving modules (REPRO_PRELOAD_VLLM): after an edit under vllm/ it restarts.

@@ -8,11 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-engine-bench"
-export REPRO_LOG_DIR="$run_dir/logs"
-mkdir -p "$REPRO_LOG_DIR"
-LMCACHE_PID="" VLLM_PID=""
-on_exit 'down_vllm; down_lmcache'
+new_run engine-bench
 docs=$REPRO_ENGINE_BENCH_DOCS doc_tokens=$REPRO_ENGINE_BENCH_DOC_TOKENS
 
 # workload CONFIGURATION NAME ARGS...: one workload against the running vLLM.

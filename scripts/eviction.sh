@@ -8,11 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-eviction"
-export REPRO_LOG_DIR="$run_dir/logs" REPRO_L1_SIZE_GB=$REPRO_EVICTION_L1_SIZE_GB
-mkdir -p "$REPRO_LOG_DIR"
-LMCACHE_PID="" VLLM_PID=""
-on_exit 'down_vllm; down_lmcache'
+export REPRO_L1_SIZE_GB=$REPRO_EVICTION_L1_SIZE_GB
+new_run eviction
 
 status=0
 for policy in ${REPRO_EVICTION_POLICIES//,/ }; do

@@ -8,13 +8,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-run_dir="$REPRO_RESULTS_DIR/runs/$stamp-l2"
-export REPRO_LOG_DIR="$run_dir/logs"
-export REPRO_L2_DISK_DIR="$REPRO_L2_DISK_DIR/$stamp"
-mkdir -p "$REPRO_LOG_DIR"
-LMCACHE_PID="" VLLM_PID="" REDIS_PID=""
-on_exit 'down_vllm; down_lmcache; down_redis; rm -rf -- "$REPRO_L2_DISK_DIR"'
+REDIS_PID=""
+# Redis after the servers that use it; a fresh disk L2 folder per run, removed at the end.
+new_run l2 'down_vllm; down_lmcache; down_redis; rm -rf -- "$REPRO_L2_DISK_DIR"'
+export REPRO_L2_DISK_DIR="$REPRO_L2_DISK_DIR/${run_dir##*/}"
 
 status=0
 for kind in ${REPRO_L2_KINDS//,/ }; do

@@ -36,6 +36,22 @@ on_exit() {
 
 REPRO="$REPO_ROOT/.venv/bin/repro"
 
+# new_run LABEL [CLEANUP]: a new run folder results/runs/<UTC>-LABEL in run_dir, its logs/ as
+# REPRO_LOG_DIR, and the exit trap: CLEANUP (if any), stop the vLLM and LMCache servers this
+# script started (by PID), then write the folder's report.html.
+new_run() {
+  run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-$1"
+  export REPRO_LOG_DIR="$run_dir/logs"
+  mkdir -p "$REPRO_LOG_DIR"
+  LMCACHE_PID="" VLLM_PID=""
+  on_exit "${2:+$2; }down_vllm; down_lmcache; report_run"
+}
+
+# report_run: report.html of run_dir (whatever the run got to) and the results index.
+report_run() {
+  [[ -d ${run_dir:-} ]] && "$REPRO" report "$run_dir" >/dev/null 2>&1 || true
+}
+
 require_env() {
   [[ -x $REPRO ]] || die "the environment is not set up: run scripts/setup.sh"
 }
@@ -99,7 +115,7 @@ start_server() {
   if [[ $name == vllm* || $name == lmcache* ]] && preload_answers; then
     # Forked by the preload server (its own session; stopped by it when this script is gone).
     # Status 3: it imported vllm/ before an edit there; this start goes without it.
-    SERVER_PID=$(TMPDIR=$tmp "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.preload spawn \
+    SERVER_PID=$(TMPDIR=$tmp "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.servers.preload spawn \
       --socket "$REPRO_PRELOAD_SOCKET" --log "$log" --owner "$(owner_pid)" -- "$@") && status=0 || status=$?
     if [[ $status == 0 ]]; then
       SERVER_VIA=preload
@@ -124,7 +140,7 @@ start_server() {
 # preload_answers: a preload server (scripts/preload.sh) is up and REPRO_PRELOAD allows it.
 preload_answers() {
   [[ $REPRO_PRELOAD == auto && -S $REPRO_PRELOAD_SOCKET ]] &&
-    "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.preload answers --socket "$REPRO_PRELOAD_SOCKET"
+    "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.servers.preload answers --socket "$REPRO_PRELOAD_SOCKET"
 }
 
 # owner_pid: the process whose death stops a server forked by the preload server: this script,
@@ -167,7 +183,7 @@ now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
 # answers URL: an http(s) URL answers with success, or a tcp://HOST:PORT accepts connections.
 answers() {
   if [[ $1 == unix:* ]]; then
-    "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.preload answers --socket "${1#unix:}"
+    "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.servers.preload answers --socket "${1#unix:}"
   elif [[ $1 == tcp://* ]]; then
     local hostport=${1#tcp://}
     (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}") 2>/dev/null

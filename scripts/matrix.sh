@@ -10,12 +10,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-matrix"
-export REPRO_LOG_DIR="$run_dir/logs"
-mkdir -p "$REPRO_LOG_DIR"
+new_run matrix
 seed="matrix-$(date +%s)"
-LMCACHE_PID="" VLLM_PID=""
-on_exit 'down_vllm; down_lmcache'
 
 # configuration NAME CONNECTOR PREFIX_CACHING [TRANSFER_MODE] [ROUNDS]: restart vLLM so, run rounds.
 configuration() {

@@ -10,12 +10,10 @@ require_env
 PYSPY="$REPO_ROOT/.venv/bin/py-spy"
 [[ -x $PYSPY ]] || die "py-spy is not installed: run scripts/setup.sh"
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-profile"
-export REPRO_LOG_DIR="$run_dir/logs" REPRO_PROMPT_TOKENS=$REPRO_PROFILE_TOKENS
-mkdir -p "$REPRO_LOG_DIR"
-LMCACHE_PID="" VLLM_PID="" SPIES=()
+export REPRO_PROMPT_TOKENS=$REPRO_PROFILE_TOKENS
+SPIES=()
+new_run profile stop_spies
 stop_spies() { [[ ${#SPIES[@]} -eq 0 ]] || { kill -INT "${SPIES[@]}" 2>/dev/null || true; wait "${SPIES[@]}" 2>/dev/null || true; }; SPIES=(); }
-on_exit 'stop_spies; down_vllm; down_lmcache'
 
 up_lmcache "$REPRO_LOG_DIR/lmcache.log"
 up_vllm "$REPRO_LOG_DIR/vllm.log"

@@ -6,9 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-run"
-export REPRO_LOG_DIR="$run_dir/logs"
-mkdir -p "$REPRO_LOG_DIR"
+new_run run
 echo "setup: scripts/setup.sh (log $REPRO_LOG_DIR/setup.log)"
 scripts/setup.sh >"$REPRO_LOG_DIR/setup.log" 2>&1 ||
   { tail -n 30 "$REPRO_LOG_DIR/setup.log" >&2; die "setup failed (log: $REPRO_LOG_DIR/setup.log)"; }
@@ -16,8 +14,6 @@ grep '^setup complete' "$REPRO_LOG_DIR/setup.log"
 "$REPRO" preflight lmcache
 "$REPRO" preflight vllm
 
-LMCACHE_PID="" VLLM_PID=""
-on_exit 'down_vllm; down_lmcache'
 up_lmcache "$REPRO_LOG_DIR/lmcache.log"
 up_vllm "$REPRO_LOG_DIR/vllm.log"
 

@@ -7,20 +7,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-server-bench-$REPRO_TRANSFER_MODE"
-mkdir -p "$run_dir"
+new_run "server-bench-$REPRO_TRANSFER_MODE"
 base_url=$("$REPRO" url lmcache)
-lmcache_pid=""
-on_exit '[[ -z $lmcache_pid ]] || stop_server lmcache "$lmcache_pid" "$run_dir/lmcache.log"'
 
 if curl -sf -o /dev/null --max-time 2 "$base_url/healthcheck"; then
   echo "server_bench: using the LMCache server at $base_url"
 else
   "$REPRO" preflight lmcache
   read_command lmcache
-  start_server lmcache "$run_dir/lmcache.log" "${CMD[@]}"
-  lmcache_pid=$SERVER_PID
-  wait_ready lmcache "$lmcache_pid" "$base_url/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$run_dir/lmcache.log"
+  LMCACHE_LOG="$REPRO_LOG_DIR/lmcache.log"
+  start_server lmcache "$LMCACHE_LOG" "${CMD[@]}"
+  LMCACHE_PID=$SERVER_PID
+  wait_ready lmcache "$LMCACHE_PID" "$base_url/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$LMCACHE_LOG"
 fi
 
 # Fresh sequence numbers: the bench reports failures for sequences the server already holds.

@@ -26,4 +26,4 @@ fi
 [[ -n $python ]] && is_311 "$python" ||
   die "Python 3.11 is required (REPRO_PYTHON=$REPRO_PYTHON is not 3.11 and uv found none); install it (e.g. 'uv python install 3.11') or set REPRO_PYTHON=/path/to/python3.11"
 
-PYTHONPATH="$REPO_ROOT/src" exec "$python" -m reproduce_vllm_lmcache.bootstrap "$@"
+PYTHONPATH="$REPO_ROOT/src" exec "$python" -m reproduce_vllm_lmcache.workspace.bootstrap "$@"

@@ -7,11 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-shared"
-export REPRO_LOG_DIR="$run_dir/logs"
-mkdir -p "$REPRO_LOG_DIR"
-LMCACHE_PID="" VLLM_PID="" SECOND_PID="" SECOND_LOG=""
-on_exit 'down_vllm; [[ -z $SECOND_PID ]] || stop_server vllm-2 "$SECOND_PID" "$SECOND_LOG"; down_lmcache'
+SECOND_PID="" SECOND_LOG=""
+new_run shared '[[ -z $SECOND_PID ]] || stop_server vllm-2 "$SECOND_PID" "$SECOND_LOG"'
 
 up_lmcache "$REPRO_LOG_DIR/lmcache.log"
 # One after the other: two starting at once share the two cores and both take twice as long.

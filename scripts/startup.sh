@@ -10,13 +10,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-run_dir="$REPRO_RESULTS_DIR/runs/$(date -u +%Y%m%dT%H%M%SZ)-startup"
-export REPRO_LOG_DIR="$run_dir/logs"
-mkdir -p "$REPRO_LOG_DIR"
-LMCACHE_PID="" VLLM_PID=""
-
 PRELOAD_PID=""
-on_exit 'down_vllm; down_lmcache; [[ -z $PRELOAD_PID ]] || stop_server preload "$PRELOAD_PID" "$REPRO_LOG_DIR/preload.log"'
+new_run startup '[[ -z $PRELOAD_PID ]] || stop_server preload "$PRELOAD_PID" "$REPRO_LOG_DIR/preload.log"'
 
 # The preload configuration needs a preload server: the one running, else one of this run's.
 if [[ ,$REPRO_STARTUP_CONFIGURATIONS, == *,preload,* ]] && ! preload_answers; then

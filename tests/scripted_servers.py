@@ -128,14 +128,14 @@ def server_pids(output: str) -> set[int]:
 
 
 def chunk_size() -> int:
-    from reproduce_vllm_lmcache.settings import Settings
+    from reproduce_vllm_lmcache.servers.settings import Settings
 
     return Settings.from_env().chunk_size
 
 
 def expected_hit(tokens: int) -> int:
     """Tokens LMCache serves to a repeated prompt of ``tokens`` at the configured chunk size."""
-    from reproduce_vllm_lmcache.scenarios import full_chunks
+    from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
 
     return full_chunks(tokens, chunk_size())
 

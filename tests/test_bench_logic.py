@@ -5,8 +5,13 @@ import os
 
 import pytest
 
-from reproduce_vllm_lmcache import bench, compare, config, floor, stats
-from reproduce_vllm_lmcache.settings import KnobError, Settings
+from reproduce_vllm_lmcache.experiments import bench
+from reproduce_vllm_lmcache.report import compare
+from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache.experiments import floor
+from reproduce_vllm_lmcache.workspace import checkouts
+from reproduce_vllm_lmcache.report import stats
+from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 
 SMOLLM2 = {"num_hidden_layers": 30, "num_key_value_heads": 3, "num_attention_heads": 9, "hidden_size": 576, "head_dim": 64}
 
@@ -129,7 +134,7 @@ def test_store_overhead_is_judged_against_the_no_connector_baseline() -> None:
 def test_checkout_state_names_edits_and_changes_with_every_edit(tmp_path) -> None:
     import subprocess
 
-    from reproduce_vllm_lmcache import results
+    from reproduce_vllm_lmcache.report import results
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True, capture_output=True)
@@ -141,12 +146,12 @@ def test_checkout_state_names_edits_and_changes_with_every_edit(tmp_path) -> Non
     git("init", "-q")
     git("add", "-A")
     git("commit", "-qm", "base")
-    assert results.checkout_state(tmp_path)["edited_files"] == []
+    assert checkouts.state(tmp_path)["edited_files"] == []
     (tmp_path / "integration/b.py").write_text("x = 2\n")
-    first = results.checkout_state(tmp_path)
+    first = checkouts.state(tmp_path)
     assert first["edited_files"] == ["integration/b.py"] and first["edits_sha256"]
-    assert results.checkout_state(tmp_path, exclude=("integration",))["edits_sha256"] == ""
+    assert checkouts.state(tmp_path, exclude=("integration",))["edits_sha256"] == ""
     (tmp_path / "integration/b.py").write_text("x = 3\n")
-    assert results.checkout_state(tmp_path)["edits_sha256"] != first["edits_sha256"]
+    assert checkouts.state(tmp_path)["edits_sha256"] != first["edits_sha256"]
     (tmp_path / "server/new.py").write_text("y = 1\n")
-    assert "server/new.py" in results.checkout_state(tmp_path, exclude=("integration",))["edited_files"]
+    assert "server/new.py" in checkouts.state(tmp_path, exclude=("integration",))["edited_files"]

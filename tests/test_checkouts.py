@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from reproduce_vllm_lmcache import checkouts, pins
+from reproduce_vllm_lmcache.workspace import checkouts
+from reproduce_vllm_lmcache.workspace import pins
 
 
 def fake_source(tmp_path: Path, **changes: str) -> pins.Source:

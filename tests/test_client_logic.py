@@ -5,7 +5,10 @@ import re
 
 import pytest
 
-from reproduce_vllm_lmcache import metrics, prompts, report, results
+from reproduce_vllm_lmcache.servers import metrics
+from reproduce_vllm_lmcache.experiments import prompts
+from reproduce_vllm_lmcache.report import judging
+from reproduce_vllm_lmcache.report import results
 
 
 def word_tokenizer(text: str) -> list[int]:
@@ -65,18 +68,18 @@ def make_round(name: str, ttft: float, writes: int, reads: int, hits: int, text:
 
 def test_verdicts_pass_only_with_store_hit_and_identical_output() -> None:
     good = [make_round("cold", 2.0, 2, 0, 0, "x"), make_round("warm", 0.5, 0, 2, 512, "x")]
-    (v,) = report.verdicts(good)
+    (v,) = judging.verdicts(good)
     assert v["stored_on_cold"] and v["hit_on_warm"] and v["output_identical"] and v["speedup"] == 4.0
-    assert report.passed([v])
+    assert judging.passed([v])
     miss = [make_round("cold", 2.0, 2, 0, 0, "x"), make_round("warm", 1.9, 0, 0, 0, "x")]
-    assert not report.passed(report.verdicts(miss))
+    assert not judging.passed(judging.verdicts(miss))
     changed = [make_round("cold", 2.0, 2, 0, 0, "x"), make_round("warm", 0.5, 0, 2, 512, "y")]
-    assert not report.passed(report.verdicts(changed))
-    assert not report.passed([])
+    assert not judging.passed(judging.verdicts(changed))
+    assert not judging.passed([])
 
 
 def test_table_shows_speedup_chunks_and_identity() -> None:
-    text = report.table([make_round("cold", 2.0, 2, 0, 0, "x"), make_round("warm", 0.5, 0, 2, 512, "x")])
+    text = judging.table([make_round("cold", 2.0, 2, 0, 0, "x"), make_round("warm", 0.5, 0, 2, 512, "x")])
     warm_line = text.splitlines()[-1]
     assert "4.0x" in warm_line and "0/2" in warm_line and "512" in warm_line and "yes" in warm_line
 
@@ -104,27 +107,27 @@ def with_tokens(round_: dict, tokens: list[str], tops: list[dict[str, float]]) -
 def test_divergence_names_the_first_differing_token_and_margins() -> None:
     cold = with_tokens(make_round("cold", 2, 2, 0, 0, ""), ["a", "b", "c"], [{"a": -0.1}, {"b": -1.0, "x": -1.0}, {"c": -0.2}])
     warm = with_tokens(make_round("warm", 1, 0, 2, 512, ""), ["a", "x", "y"], [{"a": -0.1}, {"x": -0.9, "b": -1.025}, {"y": -0.3}])
-    div = report.divergence(cold, warm)
+    div = judging.divergence(cold, warm)
     assert div == {"index": 1, "reference_token": "b", "other_token": "x", "margin_reference": 0.0, "margin_other": 0.125}
-    assert report.is_tie(div, 0.0)
-    (v,) = report.verdicts([cold, warm])
-    assert not v["output_identical"] and v["diverged_at_tie"] and report.passed([v])
-    assert "tie@1" in report.table([cold, warm])
+    assert judging.is_tie(div, 0.0)
+    (v,) = judging.verdicts([cold, warm])
+    assert not v["output_identical"] and v["diverged_at_tie"] and judging.passed([v])
+    assert "tie@1" in judging.table([cold, warm])
 
 
 def test_a_real_divergence_is_not_a_tie() -> None:
     cold = with_tokens(make_round("cold", 2, 2, 0, 0, ""), ["a", "b"], [{"a": -0.1}, {"b": -0.5, "x": -2.0}])
     warm = with_tokens(make_round("warm", 1, 0, 2, 512, ""), ["a", "x"], [{"a": -0.1}, {"x": -0.4, "b": -1.9}])
-    (v,) = report.verdicts([cold, warm], tie_tolerance=0.0)
-    assert not v["diverged_at_tie"] and not report.passed([v])
+    (v,) = judging.verdicts([cold, warm], tie_tolerance=0.0)
+    assert not v["diverged_at_tie"] and not judging.passed([v])
     assert v["divergence"]["margin_reference"] == 1.5
-    assert "NO@1" in report.table([cold, warm])
+    assert "NO@1" in judging.table([cold, warm])
 
 
 def test_a_run_that_stops_early_diverges_where_it_stopped() -> None:
     cold = with_tokens(make_round("cold", 2, 2, 0, 0, ""), ["a", "b"], [{"a": -0.1}, {"b": -0.7, "<eos>": -0.7}])
     warm = with_tokens(make_round("warm", 1, 0, 2, 512, ""), ["a"], [{"a": -0.1}])
-    div = report.divergence(cold, warm)
+    div = judging.divergence(cold, warm)
     assert div["index"] == 1 and div["other_token"] is None and div["margin_reference"] == 0.0
 
 
@@ -134,5 +137,5 @@ def test_history_row_shows_each_repeat_of_a_prompt_with_its_own_times() -> None:
         make_round("cold", 3.0, 2, 0, 0, "y"), make_round("warm", 0.25, 0, 2, 512, "y"),
     ]  # fmt: skip
     config = {"dtype": "float32", "enforce_eager": True, "prefix_caching": False, "transfer_mode": "lmcache_driven", "chunk_size": 64}
-    row = report.history_row("run", {"config": config, "rounds": rounds})
+    row = judging.history_row("run", {"config": config, "rounds": rounds})
     assert "2.00 -> 0.50 s (4.0x" in row and "3.00 -> 0.25 s (12.0x" in row

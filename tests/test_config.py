@@ -34,7 +34,18 @@ def test_path_knobs_expand_home_and_anchor_relative_paths(tmp_path) -> None:
     assert not str(config.path("REPRO_CACHE_DIR", {"REPRO_CACHE_DIR": "~/c"})).startswith("~")
 
 
-def test_readme_documents_every_knob_with_its_default() -> None:
-    readme = (config.ROOT / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `(REPRO_\w+)` \| `([^`]*)` \|", readme, re.M))
+def test_docs_knobs_is_generated_from_defaults_env() -> None:
+    """docs/knobs.md is what `repro knobs --write` makes of defaults.env: every knob, its
+    default and its comment, in the file's sections."""
+    page = (config.ROOT / "docs" / "knobs.md").read_text()
+    assert page == config.knobs_markdown(), "docs/knobs.md is stale: run .venv/bin/repro knobs --write"
+    rows = dict(re.findall(r"^\| `(REPRO_\w+)` \| `([^`]*)` \|", page, re.M))
     assert rows == config.defaults()
+
+
+def test_knob_reference_keeps_each_comment_with_the_knobs_under_it() -> None:
+    text = "# head\n\n# --- one ---\n# Ports of A\n# and B.\nA=1\nB=2\n\nC=3\n# --- two ---\n# D.\nD=x\n"
+    assert config.documented(text) == [
+        ("one", [("A", "1", "Ports of A and B."), ("B", "2", "Ports of A and B."), ("C", "3", "")]),
+        ("two", [("D", "x", "D.")]),
+    ]

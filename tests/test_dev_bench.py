@@ -12,7 +12,7 @@ import pytest
 from scripted_servers import alive, expected_hit, server_pids, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
-from reproduce_vllm_lmcache.scenarios import full_chunks
+from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 

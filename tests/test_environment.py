@@ -5,7 +5,9 @@ import tomllib
 
 import pytest
 
-from reproduce_vllm_lmcache import bootstrap, checks, pins
+from reproduce_vllm_lmcache.workspace import bootstrap
+from reproduce_vllm_lmcache.workspace import checks
+from reproduce_vllm_lmcache.workspace import pins
 from reproduce_vllm_lmcache.config import ROOT
 
 pytestmark = pytest.mark.environment

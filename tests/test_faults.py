@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from scripted_servers import ScriptedServer, alive, expected_hit, shm_segments
 
-from reproduce_vllm_lmcache import config, report
+from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache.report import judging
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 ROWS: list[dict[str, str]] = []
@@ -73,10 +74,10 @@ def rounds(env: dict[str, str], names: str, seed: str, tag: str, timeout: float 
 
 
 def same(a: dict[str, Any], b: dict[str, Any]) -> str:
-    div = report.divergence(a, b)
+    div = judging.divergence(a, b)
     if div is None:
         return "yes"
-    return f"tie at token {div['index']}" if report.is_tie(div, 0.0) else f"NO (token {div['index']})"
+    return f"tie at token {div['index']}" if judging.is_tie(div, 0.0) else f"NO (token {div['index']})"
 
 
 def stop_all(*servers: ScriptedServer) -> str:

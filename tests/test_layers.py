@@ -30,7 +30,7 @@ def imported(path: Path, source: Path = SOURCE) -> list[tuple[int, str]]:
                 names = [".".join(base + [a.name]) if not node.module else ".".join(base) for a in node.names]
             elif node.module and (node.module == PACKAGE or node.module.startswith(PACKAGE + ".")):
                 rest = node.module[len(PACKAGE) + 1 :]
-                names = [rest or a.name for a in node.names] if rest else [a.name for a in node.names]
+                names = [f"{rest}.{a.name}" if rest else a.name for a in node.names]
             else:
                 continue
             found += [(node.lineno, n) for n in names if n]

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from reproduce_vllm_lmcache import config, model
+from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache.workspace import model
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from reproduce_vllm_lmcache import checkouts, patches
+from reproduce_vllm_lmcache.workspace import checkouts
+from reproduce_vllm_lmcache.workspace import patches
 
 PATCH = """Reason: make the greeting polite.
 diff --git a/hello.txt b/hello.txt

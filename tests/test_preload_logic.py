@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reproduce_vllm_lmcache import preload
+from reproduce_vllm_lmcache.servers import preload
 from reproduce_vllm_lmcache.config import ROOT
 
 
@@ -51,7 +51,7 @@ def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path)
     program.write_text(f"#!{sys.executable}\nimport os, sys, time\nprint('hello', os.environ['GREETING'], sys.argv[1:], flush=True)\ntime.sleep(600)\n")
     program.chmod(0o755)
     sock = tmp_path / "p.sock"
-    code = f"import sys; from reproduce_vllm_lmcache import preload; preload.PRELOAD = ('setproctitle',); sys.exit(preload.main(['serve', '--socket', {str(sock)!r}]))"
+    code = f"import sys; from reproduce_vllm_lmcache.servers import preload; preload.PRELOAD = ('setproctitle',); sys.exit(preload.main(['serve', '--socket', {str(sock)!r}]))"
     server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     owner = subprocess.Popen(["sleep", "600"])
     try:

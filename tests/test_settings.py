@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from reproduce_vllm_lmcache import settings
-from reproduce_vllm_lmcache.settings import KnobError, Settings
+from reproduce_vllm_lmcache.servers import settings
+from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 
 
 def test_defaults_resolve() -> None:
@@ -137,7 +137,7 @@ def test_fast_layout_forks_the_engine_with_the_worker_inside() -> None:
 
 
 def test_fast_layout_falls_back_where_it_is_not_verified() -> None:
-    from reproduce_vllm_lmcache.settings import vllm_layout
+    from reproduce_vllm_lmcache.servers.settings import vllm_layout
 
     assert vllm_layout("fast", "linux") == ("fast", "")
     layout, note = vllm_layout("fast", "darwin")
@@ -147,6 +147,8 @@ def test_fast_layout_falls_back_where_it_is_not_verified() -> None:
 
 
 def test_preload_server_command_keeps_the_fast_layout_libraries() -> None:
-    argv = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast"}).preload_argv("s.sock")
-    assert argv[-5:] == ["-m", "reproduce_vllm_lmcache.preload", "serve", "--socket", "s.sock"]
+    argv = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast", "REPRO_PRELOAD_VLLM": "0"}).preload_argv("s.sock")
+    assert argv[-5:] == ["-m", "reproduce_vllm_lmcache.servers.preload", "serve", "--socket", "s.sock"]
+    with_vllm = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast", "REPRO_PRELOAD_VLLM": "1"}).preload_argv("s.sock")
+    assert with_vllm[-1] == "--with-vllm" and "VLLM_CPU_KVCACHE_SPACE=1" in with_vllm
     assert "TORCHINDUCTOR_COMPILE_THREADS=1" in argv

@@ -12,8 +12,8 @@ import pytest
 from scripted_servers import alive, server_pids, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
-from reproduce_vllm_lmcache.scenarios import full_chunks
-from reproduce_vllm_lmcache.settings import Settings
+from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
+from reproduce_vllm_lmcache.servers.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 

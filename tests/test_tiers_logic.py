@@ -2,7 +2,8 @@
 
 import pytest
 
-from reproduce_vllm_lmcache import eviction, status
+from reproduce_vllm_lmcache.experiments import eviction
+from reproduce_vllm_lmcache.servers import status
 
 MB = 1_000_000
 
@@ -92,13 +93,13 @@ def test_status_render_marks_servers_that_do_not_answer() -> None:
     ],
 )
 def test_hit_tokens_are_whole_stored_chunks_less_the_last_prompt_token(prompt, stored, chunk, expected) -> None:
-    from reproduce_vllm_lmcache.scenarios import hit_tokens
+    from reproduce_vllm_lmcache.experiments.scenarios import hit_tokens
 
     assert hit_tokens(prompt, stored, chunk) == expected
 
 
 def test_profile_summary_counts_inclusive_and_self_samples_per_function() -> None:
-    from reproduce_vllm_lmcache import profile
+    from reproduce_vllm_lmcache.experiments import profile
 
     lines = [
         'process 7:"python -m vllm serve";thread (0x1);step (vllm/v1/engine/core.py:10);forward (model.py:5) 30',

@@ -62,3 +62,42 @@ def int_list(key: str, environ: dict[str, str] | None = None) -> list[int]:
     if not values or min(values) < 1:
         raise ValueError(f"{key}={raw!r}: expected positive numbers like 640,3000")
     return values
+
+
+def documented(text: str | None = None) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """defaults.env as reference: per section (a ``# --- name ---`` line), each knob with its
+    default and the comment above it (one comment may describe the knobs right under it)."""
+    sections: list[tuple[str, list[tuple[str, str, str]]]] = [("general", [])]
+    comment: list[str] = []
+    shared = ""
+    for raw in (DEFAULTS_FILE.read_text() if text is None else text).splitlines():
+        line = raw.strip()
+        if line.startswith("# ---"):
+            sections.append((line.strip("#- ").strip(), []))
+            comment, shared = [], ""
+        elif line.startswith("#"):
+            comment.append(line[1:].strip())
+        elif not line:
+            comment, shared = [], ""
+        else:
+            key, _, value = line.partition("=")
+            if comment:
+                shared, comment = " ".join(comment), []
+            sections[-1][1].append((key.strip(), value.strip(), shared))
+    return [(name, knobs) for name, knobs in sections if knobs]
+
+
+def knobs_markdown() -> str:
+    """docs/knobs.md: every knob, its default and what it does, generated from defaults.env."""
+    out = [
+        "# Knobs",
+        "",
+        "Generated from [`defaults.env`](../defaults.env) by `.venv/bin/repro knobs --write` (a test",
+        "checks it is current). Every knob can be overridden by an environment variable of the same",
+        "name (`REPRO_PROMPT_TOKENS=640 scripts/run.sh`); values are checked before any server",
+        "starts, and `.venv/bin/repro config` prints them all with the resolved settings.",
+    ]
+    for name, knobs in documented():
+        out += ["", f"## {name}", "", "| knob | default | what it does |", "|---|---|---|"]
+        out += [f"| `{key}` | `{value}` | {meaning.replace('|', '/')} |" for key, value, meaning in knobs]
+    return "\n".join(out) + "\n"

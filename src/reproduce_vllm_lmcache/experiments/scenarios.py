@@ -1,0 +1,78 @@
+"""Scenarios beyond the repeated prompt, each with a verdict from the servers' counters.
+
+Run against a vLLM with the connector and APC off, after the matrix's cold/warm rounds of the
+same seed (so the long prompt is already stored in LMCache).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reproduce_vllm_lmcache.experiments.client import Round, Session
+
+
+def hit_tokens(prompt_tokens: int, stored_tokens: int, chunk: int) -> int:
+    """Tokens LMCache serves to a prompt whose first ``stored_tokens`` were stored before: their
+    whole chunks, less the last prompt token, which vLLM always computes."""
+    return max(0, min(stored_tokens // chunk * chunk, prompt_tokens - 1))
+
+
+def full_chunks(tokens: int, chunk: int) -> int:
+    """Tokens LMCache serves when the same prompt of ``tokens`` comes again."""
+    return hit_tokens(tokens, tokens, chunk)
+
+
+def verdict(name: str, ok: bool, detail: str, rounds: list[Round]) -> dict[str, Any]:
+    print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
+    return {"scenario": name, "passed": ok, "detail": detail, "rounds": [r.as_dict() for r in rounds]}
+
+
+def negative(session: Session, length: int, seed: str, timeout: float) -> dict[str, Any]:
+    """An unrelated prompt of the same length must miss."""
+    r = session.round("unrelated", f"p{length}-unrelated", session.prompt(length, f"{seed}-unrelated"), timeout)
+    ok = r.lmcache_l1_read_chunks == 0 and r.vllm_external_hit_tokens == 0
+    return verdict("negative", ok, f"{r.lmcache_l1_read_chunks} chunks read, {r.vllm_external_hit_tokens} hit tokens (want 0, 0)", [r])
+
+
+def partial_prefix(session: Session, stored: list[int], shared: int, seed: str, timeout: float) -> dict[str, Any]:
+    """A stored prompt's first ``shared`` tokens plus another question: exactly the full chunks
+    of the shared part hit, the rest is computed."""
+    question = session.tokenize(f"\n\nQuestion ({seed}): which words repeat most often here? List three.\nAnswer:")
+    ids = stored[:shared] + question
+    r = session.round("partial", f"p{len(ids)}-shared{shared}", ids, timeout)
+    want = hit_tokens(len(ids), shared, session.settings.chunk_size)
+    ok = r.vllm_external_hit_tokens == want and r.lmcache_l1_read_chunks == want // session.settings.chunk_size
+    detail = f"{r.vllm_external_hit_tokens} of {len(ids)} tokens hit, {r.lmcache_l1_read_chunks} chunks read (want {want} = whole chunks of the {shared} shared tokens)"
+    return verdict("partial prefix", ok, detail, [r])
+
+
+def multi_turn_chat(session: Session, seed: str, timeout: float) -> dict[str, Any]:
+    """A growing conversation through /v1/chat/completions: each turn hits the earlier ones."""
+    from reproduce_vllm_lmcache.experiments.prompts import body_text
+
+    messages = [
+        {"role": "system", "content": "You are a concise assistant."},
+        {"role": "user", "content": "Read this report and remember it.\n\n" + body_text(f"{seed}-chat", 700)},
+    ]
+    rounds = []
+    for turn, follow_up in enumerate(("Name its main topic.", "Which places does it mention?", "Summarise it in five words."), 1):
+        if turn > 1:
+            messages += [{"role": "assistant", "content": rounds[-1].output_text}, {"role": "user", "content": follow_up}]
+        rounds.append(session.chat_round(f"turn{turn}", "chat", list(messages), timeout))
+    chunk = session.settings.chunk_size
+    checks = [
+        later.vllm_external_hit_tokens >= full_chunks(earlier.prompt_tokens, chunk) > 0
+        for earlier, later in zip(rounds, rounds[1:])
+    ]
+    detail = ", ".join(f"turn {i + 1}: {r.prompt_tokens} prompt tokens, {r.vllm_external_hit_tokens} hit" for i, r in enumerate(rounds))
+    return verdict("multi-turn chat", all(checks) and rounds[0].lmcache_l1_write_chunks > 0, detail + " (each turn hits >= the whole chunks of the previous prompt)", rounds)
+
+
+def run_all(session: Session, seed: str, timeout: float) -> list[dict[str, Any]]:
+    length = max(session.settings.prompt_tokens)
+    stored = session.prompt(length, seed=f"{seed}-p{length}")  # the matrix's long prompt
+    return [
+        negative(session, length, seed, timeout),
+        partial_prefix(session, stored, shared=length * 2 // 3, seed=seed, timeout=timeout),
+        multi_turn_chat(session, seed, timeout),
+    ]

@@ -1,0 +1,92 @@
+"""``repro compare A B``: B against A, per round (run.json) or per point (bench.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reproduce_vllm_lmcache.report import stats
+
+# Config entries that differ between any two runs without making them different experiments.
+VOLATILE = {"prompt_seed", "served_model", "REPRO_LOG_DIR"}
+
+
+def samples(data: dict[str, Any]) -> dict[str, list[float]]:
+    """TTFT samples by row: '<prompt> <round>' for runs, 'p<tokens> chunk <n> <cold|warm>' for sweeps."""
+    out: dict[str, list[float]] = {}
+    if "points" in data:
+        for p in data["points"]:
+            for kind in ("cold", "warm"):
+                if f"{kind}_ttft_samples" in p:
+                    out[f"p{p['prompt_tokens']} chunk {p['chunk_size']} {kind}"] = p[f"{kind}_ttft_samples"]
+    else:
+        for r in data["rounds"]:
+            key = f"{r.get('configuration') or ''} {r['prompt']} {r['name']}".strip()
+            out.setdefault(key, []).append(r["ttft_s"])
+    return out
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for k, v in value.items():
+            flat.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return flat
+    return {prefix: value}
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """'key: A -> B' for every config entry that differs (versions, knobs, checkout edits)."""
+    fa, fb = flatten(a), flatten(b)
+    keys = sorted(k for k in fa.keys() | fb.keys() if k.split(".")[-1] not in VOLATILE and fa.get(k) != fb.get(k))
+    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in keys]
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    sa, sb = samples(a), samples(b)
+    rows = [
+        {"row": k, "median_a": stats.summary(sa[k])["median"], "median_b": stats.summary(sb[k])["median"], **stats.verdict(sa[k], sb[k])}
+        for k in sa
+        if k in sb
+    ]
+    return {"rows": rows, "config_differences": config_differences(a["config"], b["config"])}
+
+
+def latest_two(runs_dir: Path, label: str | None) -> tuple[Path, Path]:
+    """The two most recent results of one kind (run.json, or bench.json when label is 'bench')."""
+    name = "bench.json" if label == "bench" else "run.json"
+    pattern = f"*-{label}/{name}" if label else f"*/{name}"
+    found = sorted(runs_dir.glob(pattern))
+    if len(found) < 2:
+        raise FileNotFoundError(f"need two recorded results matching {runs_dir}/{pattern}, found {len(found)}")
+    return found[-2], found[-1]
+
+
+def render(result: dict[str, Any], a: Path, b: Path) -> str:
+    lines = [f"compare B={b} against A={a}", ""]
+    lines.append(f"{'row':34s} {'A s':>8s} {'B s':>8s} {'B/A':>6s}  noise  verdict")
+    for row in result["rows"]:
+        lines.append(
+            f"{row['row']:34s} {row['median_a']:8.3f} {row['median_b']:8.3f} {row['ratio']:6.2f}  "
+            f"±{row['noise_band']:.0%}  {row['verdict']}" + ("" if min(row["repeats"]) > 1 else " (1 sample)")
+        )
+    if not result["rows"]:
+        lines.append("(no rows in common)")
+    diffs = result["config_differences"]
+    lines.append("")
+    if diffs:
+        lines.append("the two runs differ in their configuration, so a change may come from any of these:")
+        lines += [f"  {d}" for d in diffs]
+    else:
+        lines.append("same configuration (versions, knobs, checkout state)")
+    return "\n".join(lines)
+
+
+def load(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
+
+
+def run(a: Path, b: Path) -> tuple[dict[str, Any], str]:
+    result = compare(load(a), load(b))
+    return result, render(result, a, b)

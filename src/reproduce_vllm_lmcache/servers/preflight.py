@@ -1,0 +1,106 @@
+"""Checks made before a server starts: knobs valid (via Settings) and its ports free."""
+
+from __future__ import annotations
+
+import errno
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import psutil
+
+from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
+
+
+def port_holder(port: int) -> str:
+    """Who listens on ``port``, as far as this user may see."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    return "a process of another user"
+                proc = psutil.Process(conn.pid)
+                return f"pid {conn.pid} ({' '.join(proc.cmdline()).strip()[:160]})"
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        pass
+    return f"an unknown process (try: lsof -nP -iTCP:{port} -sTCP:LISTEN)"
+
+
+def port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def ports_for(server: str, settings: Settings) -> dict[str, int]:
+    if server == "lmcache":
+        return {"REPRO_LMCACHE_PORT": settings.lmcache_port, "REPRO_LMCACHE_HTTP_PORT": settings.lmcache_http_port}
+    if server == "vllm":
+        return {"REPRO_VLLM_PORT": settings.vllm_port}
+    if server == "redis":
+        return {"REPRO_REDIS_PORT": settings.redis_port}
+    raise KnobError(f"unknown server {server!r}")
+
+
+def check_ports(server: str, settings: Settings) -> None:
+    for knob, port in ports_for(server, settings).items():
+        if not port_free(settings.host, port):
+            raise KnobError(
+                f"port {port} ({knob}) on {settings.host} is taken by {port_holder(port)}; "
+                f"stop that process or choose another port, e.g. {knob}={port + 1}"
+            )
+
+
+def check_redis_binary(settings: Settings) -> str:
+    """The Redis server binary's path, or an error that says how to install one."""
+    found = shutil.which(settings.redis_server)
+    if not found:
+        raise KnobError(
+            f"REPRO_REDIS_SERVER={settings.redis_server!r} not found: install Redis "
+            "(Debian/Ubuntu: apt install redis-server; macOS: brew install redis) or point the knob at the binary"
+        )
+    return found
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stale_segments(shm: Path = Path("/dev/shm")) -> list[Path]:
+    """LMCache segments of vLLM workers that are gone (/dev/shm/lmcache_kv_<pid>_<n>, which no
+    one unlinks when a worker dies) and that no live process maps any more."""
+    if not shm.is_dir():
+        return []
+    dead = [p for p in shm.glob("lmcache_kv_*") if (m := re.fullmatch(r"lmcache_kv_(\d+)_\d+", p.name))
+            and not _running(int(m.group(1)))]  # fmt: skip
+    if not dead:
+        return []
+    mapped: set[str] = set()
+    for proc in psutil.process_iter():
+        try:
+            mapped.update(m.path for m in proc.memory_maps(grouped=True) if m.path.startswith(str(shm)))
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+            continue
+    return [p for p in dead if str(p) not in mapped]
+
+
+def remove_stale_segments() -> list[str]:
+    """Remove stale_segments(); one line per removed segment."""
+    lines = []
+    for seg in stale_segments():
+        size = seg.stat().st_size / 2**30
+        seg.unlink(missing_ok=True)
+        lines.append(f"removed {seg} ({size:.1f} GiB), left behind by a vLLM worker that is gone")
+    return lines

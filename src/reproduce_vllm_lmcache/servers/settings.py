@@ -1,0 +1,392 @@
+"""The knobs of defaults.env, validated and typed, and the server command lines built from them.
+
+Every check happens here, before any server starts; bash scripts only run what this builds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from reproduce_vllm_lmcache import config
+
+DTYPES = ("float32", "bfloat16", "float16")
+TRANSFER_MODES = ("lmcache_driven", "engine_driven")
+EVICTION_POLICIES = ("LRU", "ARC", "IsolatedLRU", "noop")
+FAILURE_POLICIES = ("recompute", "fail")
+L2_KINDS = ("none", "redis", "disk")
+VLLM_LAYOUTS = ("fast", "upstream")
+
+
+class KnobError(ValueError):
+    """A knob has a value the workspace cannot use; the message names knob and fix."""
+
+
+class ServerDown(RuntimeError):
+    """A server the client needs does not answer; the message says which and how to start it."""
+
+
+def cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def resolve_dtype(value: str, machine: str, flags: set[str]) -> str:
+    """``auto``: bfloat16 only where the CPU computes it natively (AVX-512 BF16), else float32."""
+    if value == "auto":
+        native_bf16 = machine in ("x86_64", "AMD64") and "avx512_bf16" in flags
+        return "bfloat16" if native_bf16 else "float32"
+    if value not in DTYPES:
+        raise KnobError(f"REPRO_DTYPE={value!r}: expected auto or one of {', '.join(DTYPES)}")
+    return value
+
+
+def _int(env: dict[str, str], key: str, minimum: int = 1, maximum: int | None = None) -> int:
+    raw = config.get(key, env)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise KnobError(f"{key}={raw!r}: expected a whole number") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise KnobError(f"{key}={value}: must be {bound}")
+    return value
+
+
+def _float(env: dict[str, str], key: str) -> float:
+    raw = config.get(key, env)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise KnobError(f"{key}={raw!r}: expected a number") from None
+    if not value > 0:
+        raise KnobError(f"{key}={value}: must be > 0")
+    return value
+
+
+def _choice(env: dict[str, str], key: str, choices: tuple[str, ...]) -> str:
+    value = config.get(key, env)
+    if value not in choices:
+        raise KnobError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+# REPRO_TRACE=1 in vLLM's process: its log at DEBUG with millisecond timestamps (the workspace's
+# logging config), and the connector's (LMCache's logger) at DEBUG.
+TRACE_ENV = {
+    "VLLM_LOGGING_CONFIG_PATH": str(Path(__file__).with_name("vllm_trace_logging.json")),
+    "LMCACHE_LOG_LEVEL": "DEBUG",
+}
+
+
+def _flag(env: dict[str, str], key: str) -> bool:
+    return _choice(env, key, ("0", "1")) == "1"
+
+
+def _port(env: dict[str, str], key: str) -> int:
+    return _int(env, key, 1, 65535)
+
+
+def venv_bin(name: str) -> Path:
+    """A console script of the environment this code runs in."""
+    return Path(sys.executable).with_name(name)
+
+
+def extra_args(env: dict[str, str], key: str) -> tuple[str, ...]:
+    """Shell-quoted words appended to a server's command line (e.g. ``--foo 1 --bar 'a b'``)."""
+    raw = config.get(key, env)
+    try:
+        return tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise KnobError(f"{key}={raw!r}: not shell words ({exc})") from None
+
+
+def vllm_layout(value: str, system: str) -> tuple[str, str]:
+    """The process layout vLLM runs in, and a note when the platform made it fall back.
+
+    ``fast``: the worker runs inside the EngineCore process (uni executor, which vLLM's CPU
+    platform allows only with VLLM_ENABLE_V1_MULTIPROCESSING=0): one process and one import of
+    vLLM + torch + LMCache fewer. Verified on Linux only, so elsewhere it falls back.
+    """
+    if value not in VLLM_LAYOUTS:
+        raise KnobError(f"REPRO_VLLM_LAYOUT={value!r}: expected one of {', '.join(VLLM_LAYOUTS)}")
+    if value == "fast" and system != "linux":
+        return "upstream", f"REPRO_VLLM_LAYOUT=fast is verified on Linux only; using vLLM's upstream layout on {system}"
+    return value, ""
+
+
+def fast_layout_env() -> dict[str, str]:
+    """vLLM settings of the fast layout (see vllm_layout)."""
+    env = {
+        # With the uni executor the worker runs inside the EngineCore process; vLLM's CPU
+        # platform allows that only when this is off.
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        # The EngineCore is forked from the API server, which has imported vLLM, torch and
+        # LMCache already (respected by workspace patch 0003; vLLM's CPU default is spawn).
+        "VLLM_WORKER_MULTIPROC_METHOD": "fork",
+    }
+    # vLLM preloads torch's libgomp into the processes it spawns (thread binding needs it);
+    # a forked EngineCore inherits the API server's libraries, so the API server gets it.
+    spec = importlib.util.find_spec("torch")
+    if sys.platform == "linux" and spec and spec.submodule_search_locations:
+        gomp = sorted(Path(spec.submodule_search_locations[0], "lib").glob("libgomp*.so*"))
+        preload = [p for p in (os.environ.get("LD_PRELOAD", ""), str(gomp[0]) if gomp else "") if p]
+        if preload:
+            env["LD_PRELOAD"] = ":".join(preload)
+    return env
+
+
+def threads_bind(value: str, cores: int) -> str:
+    if value == "all":
+        return f"0-{cores - 1}" if sys.platform == "linux" else "nobind"
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    lmcache_port: int
+    lmcache_http_port: int
+    l1_size_gb: float
+    eviction_policy: str
+    chunk_size: int
+    block_size: int
+    lmcache_telemetry: bool
+    lmcache_shm_name: str
+    vllm_port: int
+    model: str
+    dtype: str
+    max_model_len: int
+    max_num_seqs: int
+    vllm_kv_space_gb: int
+    transfer_mode: str
+    prefix_caching: bool
+    enforce_eager: bool
+    kv_load_failure_policy: str
+    threads_bind: str
+    prompt_tokens: tuple[int, ...]
+    max_tokens: int
+    connector: bool
+    l2: str
+    redis_server: str
+    redis_port: int
+    redis_dir: str
+    l2_disk_dir: str
+    vllm_layout: str
+    vllm_layout_note: str
+    vllm_extra_args: tuple[str, ...]
+    lmcache_extra_args: tuple[str, ...]
+    preload_vllm: bool
+    # REPRO_TRACE: both servers record what `repro trace` draws (debug logs with milliseconds,
+    # LMCache's storage trace file in REPRO_LOG_DIR).
+    trace: bool
+    trace_file: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ) if env is None else env
+        port_knobs = ("REPRO_LMCACHE_PORT", "REPRO_LMCACHE_HTTP_PORT", "REPRO_VLLM_PORT", "REPRO_REDIS_PORT")
+        ports = {key: _port(env, key) for key in port_knobs}
+        if len(set(ports.values())) != len(ports):
+            raise KnobError(f"ports must differ: {ports}")
+        host = config.get("REPRO_HOST", env)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise KnobError(f"REPRO_HOST={host!r}: servers bind to loopback only (127.0.0.1, localhost or ::1)")
+        raw_lengths = config.get("REPRO_PROMPT_TOKENS", env)
+        try:
+            lengths = tuple(int(x) for x in raw_lengths.replace(" ", ",").split(",") if x)
+        except ValueError:
+            raise KnobError(f"REPRO_PROMPT_TOKENS={raw_lengths!r}: expected numbers like 640,3000") from None
+        max_model_len = _int(env, "REPRO_MAX_MODEL_LEN", 16)
+        max_tokens = _int(env, "REPRO_MAX_TOKENS")
+        for length in lengths:
+            if length < 1 or length + max_tokens > max_model_len:
+                raise KnobError(
+                    f"REPRO_PROMPT_TOKENS: {length} + {max_tokens} output tokens does not fit "
+                    f"REPRO_MAX_MODEL_LEN={max_model_len}; shorten the prompt or raise the limit"
+                )
+        chunk_size, block_size = _int(env, "REPRO_CHUNK_SIZE", 16), _int(env, "REPRO_BLOCK_SIZE", 16)
+        if chunk_size % block_size:
+            raise KnobError(
+                f"REPRO_CHUNK_SIZE={chunk_size} is not a multiple of REPRO_BLOCK_SIZE={block_size} "
+                "(LMCacheMPConnector needs whole vLLM blocks per chunk)"
+            )
+        model = config.get("REPRO_MODEL", env)
+        model_path = config.path("REPRO_MODEL", env)
+        looks_local = model.startswith((".", "/", "~")) or model.startswith("models/") or model.count("/") != 1
+        if looks_local and not model_path.is_dir():
+            raise KnobError(f"REPRO_MODEL={model!r}: no such model directory ({model_path}); run scripts/setup.sh")
+        layout, layout_note = vllm_layout(config.get("REPRO_VLLM_LAYOUT", env), sys.platform)
+        return cls(
+            host=host,
+            lmcache_port=ports["REPRO_LMCACHE_PORT"],
+            lmcache_http_port=ports["REPRO_LMCACHE_HTTP_PORT"],
+            l1_size_gb=_float(env, "REPRO_L1_SIZE_GB"),
+            eviction_policy=_choice(env, "REPRO_EVICTION_POLICY", EVICTION_POLICIES),
+            chunk_size=chunk_size,
+            block_size=block_size,
+            lmcache_telemetry=_choice(env, "REPRO_LMCACHE_TELEMETRY", ("true", "false")) == "true",
+            lmcache_shm_name=config.get("REPRO_LMCACHE_SHM_NAME", env),
+            vllm_port=ports["REPRO_VLLM_PORT"],
+            model=str(model_path) if model_path.is_dir() else model,
+            dtype=resolve_dtype(config.get("REPRO_DTYPE", env), platform.machine(), cpu_flags()),
+            max_model_len=max_model_len,
+            max_num_seqs=_int(env, "REPRO_MAX_NUM_SEQS"),
+            vllm_kv_space_gb=_int(env, "REPRO_VLLM_KV_SPACE_GB"),
+            transfer_mode=_choice(env, "REPRO_TRANSFER_MODE", TRANSFER_MODES),
+            prefix_caching=_flag(env, "REPRO_PREFIX_CACHING"),
+            enforce_eager=_flag(env, "REPRO_ENFORCE_EAGER"),
+            kv_load_failure_policy=_choice(env, "REPRO_KV_LOAD_FAILURE_POLICY", FAILURE_POLICIES),
+            threads_bind=threads_bind(config.get("REPRO_THREADS_BIND", env), os.cpu_count() or 1),
+            prompt_tokens=lengths,
+            max_tokens=max_tokens,
+            connector=_flag(env, "REPRO_CONNECTOR"),
+            l2=_choice(env, "REPRO_L2", L2_KINDS),
+            redis_server=config.get("REPRO_REDIS_SERVER", env),
+            redis_port=ports["REPRO_REDIS_PORT"],
+            redis_dir=str(config.path("REPRO_REDIS_DIR", env)),
+            l2_disk_dir=str(config.path("REPRO_L2_DISK_DIR", env)),
+            vllm_layout=layout,
+            vllm_layout_note=layout_note,
+            vllm_extra_args=extra_args(env, "REPRO_VLLM_EXTRA_ARGS"),
+            lmcache_extra_args=extra_args(env, "REPRO_LMCACHE_EXTRA_ARGS"),
+            preload_vllm=_flag(env, "REPRO_PRELOAD_VLLM"),
+            trace=_flag(env, "REPRO_TRACE"),
+            trace_file=str(config.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct"),
+        )
+
+    # --- URLs ------------------------------------------------------------------------
+    def _url(self, port: int) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}"
+
+    @property
+    def lmcache_http_url(self) -> str:
+        return self._url(self.lmcache_http_port)
+
+    @property
+    def vllm_url(self) -> str:
+        return self._url(self.vllm_port)
+
+    @property
+    def redis_url(self) -> str:
+        return f"tcp://{self.host}:{self.redis_port}"
+
+    @property
+    def lmcache_rpc_url(self) -> str:
+        return f"tcp://{self.host}:{self.lmcache_port}"
+
+    # --- command lines ---------------------------------------------------------------
+    def kv_transfer_config(self) -> dict[str, object]:
+        return {
+            "kv_connector": "LMCacheMPConnector",
+            "kv_role": "kv_both",
+            "kv_connector_module_path": "lmcache.integration.vllm.lmcache_mp_connector",
+            "kv_load_failure_policy": self.kv_load_failure_policy,
+            "kv_connector_extra_config": {
+                "lmcache.mp.host": f"tcp://{self.host}",
+                "lmcache.mp.port": self.lmcache_port,
+                "lmcache.mp.mp_transfer_mode": self.transfer_mode,
+            },
+        }
+
+    def lmcache_argv(self) -> list[str]:
+        argv = [
+            "env",
+            f"LMCACHE_TRACK_USAGE={'true' if self.lmcache_telemetry else 'false'}",
+            "LMCACHE_DISABLE_BANNER=1",
+            *(["LMCACHE_LOG_LEVEL=DEBUG"] if self.trace else []),
+            str(venv_bin("lmcache")), "server",
+            "--host", self.host, "--port", str(self.lmcache_port),
+            "--http-host", self.host, "--http-port", str(self.lmcache_http_port),
+            "--l1-size-gb", f"{self.l1_size_gb:g}",
+            "--eviction-policy", self.eviction_policy,
+            "--chunk-size", str(self.chunk_size),
+            # Both transfer modes, so vLLM may be restarted in either against one server.
+            "--supported-transfer-mode", "auto",
+        ]  # fmt: skip
+        if self.lmcache_shm_name:
+            argv += ["--shm-name", self.lmcache_shm_name]
+        if self.l2 != "none":
+            argv += ["--l2-adapter", json.dumps(self.l2_adapter())]
+        if self.trace:
+            argv += ["--trace-level", "storage", "--trace-output", self.trace_file]
+        return argv + list(self.lmcache_extra_args)
+
+    def l2_adapter(self) -> dict[str, object]:
+        """LMCache's own L2 adapter spec: ``resp`` (its native Redis client) or ``fs`` (files)."""
+        if self.l2 == "redis":
+            return {"type": "resp", "host": self.host, "port": self.redis_port}
+        if self.l2 == "disk":
+            return {"type": "fs", "base_path": self.l2_disk_dir}
+        raise KnobError(f"REPRO_L2={self.l2!r}: no L2 adapter")
+
+    def redis_argv(self) -> list[str]:
+        """A Redis server for LMCache's L2: loopback only, own port and folder, nothing persisted."""
+        return [
+            self.redis_server,
+            "--bind", self.host, "--port", str(self.redis_port),
+            "--dir", self.redis_dir,
+            "--save", "", "--appendonly", "no",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+
+    def vllm_env(self) -> dict[str, str]:
+        return {
+            "VLLM_CPU_KVCACHE_SPACE": str(self.vllm_kv_space_gb),
+            "VLLM_CPU_OMP_THREADS_BIND": self.threads_bind,
+            "VLLM_HOST_IP": self.host,
+            "GLOO_SOCKET_IFNAME": "lo" if sys.platform == "linux" else "lo0",
+            "HF_HUB_OFFLINE": "1" if Path(self.model).is_dir() else os.environ.get("HF_HUB_OFFLINE", "0"),
+            "VLLM_NO_USAGE_STATS": "1",
+            **(fast_layout_env() if self.vllm_layout == "fast" else {}),
+            **(TRACE_ENV if self.trace else {}),
+        }
+
+    def vllm_argv(self, connector: bool | None = None) -> list[str]:
+        argv = ["env", *(f"{k}={v}" for k, v in self.vllm_env().items())]
+        argv += [
+            str(venv_bin("vllm")), "serve", self.model,
+            "--host", self.host, "--port", str(self.vllm_port),
+            "--dtype", self.dtype,
+            "--max-model-len", str(self.max_model_len),
+            "--max-num-seqs", str(self.max_num_seqs),
+            "--block-size", str(self.block_size),
+            "--enable-prompt-tokens-details",
+            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
+        ]  # fmt: skip
+        if self.enforce_eager:
+            argv.append("--enforce-eager")
+        if self.vllm_layout == "fast":
+            argv += ["--distributed-executor-backend", "uni"]
+        if self.connector if connector is None else connector:
+            argv += ["--kv-transfer-config", json.dumps(self.kv_transfer_config())]
+        if self.trace:
+            argv.append("--enable-log-requests")
+        return argv + list(self.vllm_extra_args)
+
+    def preload_argv(self, socket_path: str) -> list[str]:
+        """The preload server, with the environment its forked servers inherit at load time."""
+        with_vllm = self.preload_vllm
+        env = {
+            # What vLLM reads while it is imported, as a vLLM start with these knobs has it.
+            **(self.vllm_env() if with_vllm else fast_layout_env() if self.vllm_layout == "fast" else {}),
+            # As vLLM sets it before it imports Inductor (no compile worker pool in a server).
+            "TORCHINDUCTOR_COMPILE_THREADS": "1",
+        }
+        return ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "reproduce_vllm_lmcache.servers.preload",
+                "serve", "--socket", socket_path, *(["--with-vllm"] if with_vllm else [])]  # fmt: skip
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)

@@ -1,0 +1,48 @@
+"""``repro`` commands of the workspace layer: the code a result came from, the knobs' reference."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from reproduce_vllm_lmcache import config
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    """HEAD and edits of a checkout, as one line (changes whenever its code changes). For
+    LMCache, the server's code: lmcache/integration/ (the connector) runs inside vLLM."""
+    from reproduce_vllm_lmcache.workspace.checkouts import state
+
+    exclude = ("lmcache/integration",) if args.checkout == "LMCache" else ()
+    found = state(config.ROOT / args.checkout, exclude)
+    print(f"{found['head']} {found['edits_sha256'] or 'clean'}")
+    return 0
+
+
+def cmd_knobs(args: argparse.Namespace) -> int:
+    """docs/knobs.md, generated from defaults.env (--check: fail when the file is stale)."""
+    text = config.knobs_markdown()
+    target = config.ROOT / "docs" / "knobs.md"
+    if args.check:
+        if not target.is_file() or target.read_text() != text:
+            print(f"error: {target.relative_to(config.ROOT)} is not what defaults.env says: run .venv/bin/repro knobs --write")
+            return 1
+        print(f"{target.relative_to(config.ROOT)} matches defaults.env")
+        return 0
+    if args.write:
+        target.write_text(text)
+        print(f"wrote {target.relative_to(config.ROOT)}")
+        return 0
+    print(text, end="")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("fingerprint", help="one line that changes whenever a checkout's code changes")
+    p.add_argument("checkout", choices=("LMCache", "vllm"))
+    p.set_defaults(func=cmd_fingerprint)
+    p = sub.add_parser("knobs", help="every knob as markdown, from defaults.env (docs/knobs.md)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write docs/knobs.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 when docs/knobs.md is stale")
+    p.set_defaults(func=cmd_knobs)
