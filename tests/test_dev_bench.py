@@ -64,15 +64,15 @@ def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> No
 
 def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
     env = {
-        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_BENCH_PROMPT_TOKENS": "640,1000",
+        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_BENCH_PROMPT_TOKENS": "256,640",
         "REPRO_BENCH_CHUNK_SIZES": "256", "REPRO_BENCH_REPEATS": "2", "REPRO_BENCH_MAX_MODEL_LEN": "4096",
     }  # fmt: skip
     out = run("bench.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-bench")
     data = json.loads((run_dir / "bench.json").read_text())
     points = {(p["chunk_size"], p["prompt_tokens"]): p for p in data["points"]}
-    assert set(points) == {(0, 640), (0, 1000), (256, 640), (256, 1000)}
-    for length in (640, 1000):
+    assert set(points) == {(0, 256), (0, 640), (256, 256), (256, 640)}
+    for length in (256, 640):
         p = points[(256, length)]
         assert p["repeats"] == 2 and len(p["warm_ttft_samples"]) == 2
         assert p["warm_hit_tokens"] == full_chunks(length, 256) and p["identical"]
@@ -81,20 +81,20 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
         assert 0 < p["floor_s"] < 1.25 * p["warm_ttft_s"] and p["warm_ttft_s"] < p["cold_ttft_s"]
         assert p["breakdown"]["lmcache_retrieve_s"] > 0 and p["breakdown"]["vllm_prefill_s"] > 0
         assert p["cold_vs_no_connector"]["verdict"] in ("faster", "slower", "unchanged")
-    assert points[(256, 1000)]["cold_ttft_s"] > points[(256, 640)]["cold_ttft_s"]
+    assert points[(256, 640)]["cold_ttft_s"] > points[(256, 256)]["cold_ttft_s"]
     for c in data["configurations"]:
         assert c["vllm_ready_s"] > 0 and c["machine"]["copy_bytes_per_s"] > 1e8
     for png in ("bench-ttft.png", "bench-ratios.png"):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
-    assert "| 1000 | 256 |" in out
+    assert "| 640 | 256 |" in out
     pids = server_pids(out)
     assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
 
 
 def test_engine_bench_runs_lmcache_workloads_with_and_without_lmcache(tmp_path) -> None:
     env = {
-        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_ENGINE_BENCH_DOC_TOKENS": "1000",
-        "REPRO_ENGINE_BENCH_DOCS": "1", "REPRO_ENGINE_BENCH_QUERIES": "2", "REPRO_ENGINE_BENCH_CHAT_SECONDS": "10",
+        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_ENGINE_BENCH_DOC_TOKENS": "600",
+        "REPRO_ENGINE_BENCH_DOCS": "1", "REPRO_ENGINE_BENCH_QUERIES": "2", "REPRO_ENGINE_BENCH_CHAT_SECONDS": "5",
         "REPRO_ENGINE_BENCH_CONFIGURATIONS": "lmcache",  # the short version; the recorded run has both
     }  # fmt: skip
     out = run("engine_bench.sh", env)
@@ -108,7 +108,7 @@ def test_engine_bench_runs_lmcache_workloads_with_and_without_lmcache(tmp_path) 
 
 
 def test_profile_samples_both_servers_during_warm_requests(tmp_path) -> None:
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_PROFILE_TOKENS": "1000", "REPRO_PROFILE_REQUESTS": "1"}
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_PROFILE_TOKENS": "640", "REPRO_PROFILE_REQUESTS": "1"}
     out = run("profile.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-profile")
     report = (run_dir / "profile.txt").read_text()
@@ -118,6 +118,6 @@ def test_profile_samples_both_servers_during_warm_requests(tmp_path) -> None:
         assert f"=== {server}" in report
     assert report.count("on-CPU samples") == 2 and "by function, inclusive" in report
     warm = json.loads((run_dir / "warm.json").read_text())["rounds"]
-    assert [r["name"] for r in warm] == ["warm"] and warm[0]["vllm_external_hit_tokens"] == expected_hit(1000)
+    assert [r["name"] for r in warm] == ["warm"] and warm[0]["vllm_external_hit_tokens"] == expected_hit(640)
     pids = server_pids(out)
     assert len(pids) == 2 and not alive(pids) and not shm_segments(pids)

@@ -92,7 +92,7 @@ def test_long_prompt_warm_is_faster_than_cold(servers, env) -> None:
 def test_first_request_after_the_start_costs_no_more_than_the_next(servers, env) -> None:
     """The start script's warm-up did the one-off work: two fresh cold requests of one length
     take about the same time (generous margin: timings only as ratios)."""
-    result = run([sys.executable, "-c", "from reproduce_vllm_lmcache import startup; import json; "
+    result = run([sys.executable, "-c", "from reproduce_vllm_lmcache.experiments import startup; import json; "
                   "print(json.dumps(startup.first_requests(640, 'first-check')))"], env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     times = json.loads(result.stdout.strip().splitlines()[-1])

@@ -55,7 +55,10 @@ def test_l2_serves_the_warm_request_after_l1_is_cleared(tmp_path) -> None:
 
 def test_eviction_hits_follow_lru(tmp_path) -> None:
     """The short version (LRU only); the recorded scripts/eviction.sh run has LRU and noop."""
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_EVICTION_POLICIES": "LRU"}
+    # Prompts of 600 tokens (9 chunks) through an L1 scaled with them (0.13 GiB, as 0.25 GiB is to
+    # the default 1100-token prompts): the same stream, half the prefill time.
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_EVICTION_POLICIES": "LRU",
+           "REPRO_EVICTION_PROMPT_TOKENS": "600", "REPRO_EVICTION_L1_SIZE_GB": "0.13"}  # fmt: skip
     out = run("eviction.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-eviction")
     lru = json.loads((run_dir / "eviction-LRU.json").read_text())
