@@ -263,7 +263,7 @@ class Settings:
             lmcache_extra_args=extra_args(env, "REPRO_LMCACHE_EXTRA_ARGS"),
             preload_vllm=_flag(env, "REPRO_PRELOAD_VLLM"),
             trace=_flag(env, "REPRO_TRACE"),
-            trace_file=str(config.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct"),
+            trace_file=str(config.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct") if _flag(env, "REPRO_TRACE") else "",
         )
 
     # --- URLs ------------------------------------------------------------------------
