@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The bench sweep: cold vs warm TTFT per prompt length (REPRO_BENCH_PROMPT_TOKENS) and LMCache
 # chunk size (REPRO_BENCH_CHUNK_SIZES), REPRO_BENCH_REPEATS fresh prompts per point, plus plain
-# vLLM (no connector) as the cold baseline; each point with the machine's floor. LMCache and vLLM
+# vLLM (no connector) as the cold baseline and vLLM's own prefix cache (APC) as the warm one; each
+# LMCache point with the machine's floor and its warm TTFT over APC's. LMCache and vLLM
 # restart for every chunk size; a chunk below REPRO_BLOCK_SIZE runs with vLLM blocks of its size.
 # Writes results/runs/<UTC>-bench/bench.json and PNG plots.
 set -euo pipefail
@@ -21,6 +22,8 @@ sweep_point() {
 }
 
 REPRO_CONNECTOR=0 LMCACHE_LOG="" sweep_point no-lmcache
+# vLLM's own prefix cache, same lengths and block size: the warm TTFT LMCache is compared with.
+REPRO_CONNECTOR=0 REPRO_PREFIX_CACHING=1 LMCACHE_LOG="" sweep_point apc
 block=$REPRO_BLOCK_SIZE
 for chunk in ${REPRO_BENCH_CHUNK_SIZES//,/ }; do
   # A chunk smaller than vLLM's block needs smaller blocks (whole blocks per chunk).

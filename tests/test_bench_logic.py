@@ -131,6 +131,27 @@ def test_store_overhead_is_judged_against_the_no_connector_baseline() -> None:
     assert "| 640 | 256 |" in bench.table(points) and "| 640 | none |" in bench.table(points)
 
 
+def test_lmcache_warm_ttft_stands_beside_vllms_own_prefix_cache() -> None:
+    """The sweep's APC column: each LMCache point gets APC's warm TTFT at the same length and the
+    ratio; APC points get no floor (nothing is copied) and their hit tokens are vLLM's own."""
+    m = {"kv_bytes_per_token": 46080, "copy_bytes_per_s": 5e9, "one_token_ttft_s": 0.05, "http_rtt_s": 0.001}
+    base = {"prompt_tokens": 3000, "cache": "none", "chunk_size": 0, "cold_ttft_s": 6.0, "cold_ttft_samples": [6.0]}
+    apc = {"prompt_tokens": 3000, "cache": "apc", "chunk_size": 0, "cold_ttft_s": 6.1, "cold_ttft_samples": [6.1],
+           "warm_ttft_s": 0.2, "warm_ttft_samples": [0.2], "warm_hit_tokens": 2944}  # fmt: skip
+    lm = {"prompt_tokens": 3000, "cache": "lmcache", "chunk_size": 64, "cold_ttft_s": 6.2, "cold_ttft_samples": [6.2],
+          "warm_ttft_s": 0.3, "warm_ttft_samples": [0.3], "warm_hit_tokens": 2944}  # fmt: skip
+    points = bench.merge([{"machine": m, "points": [base, apc]}, {"machine": m, "points": [lm]}])
+    merged = {bench.cache_of(p): p for p in points}
+    assert merged["lmcache"]["apc_warm_ttft_s"] == 0.2 and merged["lmcache"]["warm_over_apc"] == 1.5
+    assert "floor_s" not in merged["apc"] and merged["apc"]["speedup"] == 30.5
+    assert "cold_vs_no_connector" not in merged["apc"]
+    table = bench.table(points)
+    assert "| 3000 | APC | 6.100 | 0.200 | 30.5x | 2944 |" in table and "| 0.200 | 1.50 |" in table
+    assert compare.samples({"points": points}).keys() >= {"p3000 APC warm", "p3000 chunk 64 warm", "p3000 chunk 0 cold"}
+    # Sweeps recorded before the column: chunk 0 is the no-connector baseline.
+    assert bench.cache_of({"chunk_size": 0}) == "none" and bench.cache_of({"chunk_size": 64}) == "lmcache"
+
+
 def test_checkout_state_names_edits_and_changes_with_every_edit(tmp_path) -> None:
     import subprocess
 

@@ -70,10 +70,13 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
     out = run("bench.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-bench")
     data = json.loads((run_dir / "bench.json").read_text())
-    points = {(p["chunk_size"], p["prompt_tokens"]): p for p in data["points"]}
-    assert set(points) == {(0, 256), (0, 640), (256, 256), (256, 640)}
+    points = {(p["cache"], p["chunk_size"], p["prompt_tokens"]): p for p in data["points"]}
+    assert set(points) == {(c, k, n) for c, k in (("none", 0), ("apc", 0), ("lmcache", 256)) for n in (256, 640)}
     for length in (256, 640):
-        p = points[(256, length)]
+        apc = points[("apc", 0, length)]  # vLLM's own prefix cache: whole 64-token blocks, no LMCache
+        assert apc["warm_hit_tokens"] > 0 and apc["warm_read_chunks"] == 0 and apc["identical"]
+        p = points[("lmcache", 256, length)]
+        assert p["apc_warm_ttft_s"] == apc["warm_ttft_s"] and p["warm_over_apc"] > 0
         assert p["repeats"] == 2 and len(p["warm_ttft_samples"]) == 2
         assert p["warm_hit_tokens"] == full_chunks(length, 256) and p["identical"]
         # The floor is a model (its tail term uses the cold request's average prefill rate): a warm
@@ -81,14 +84,14 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
         assert 0 < p["floor_s"] < 1.25 * p["warm_ttft_s"] and p["warm_ttft_s"] < p["cold_ttft_s"]
         assert p["breakdown"]["lmcache_retrieve_s"] > 0 and p["breakdown"]["vllm_prefill_s"] > 0
         assert p["cold_vs_no_connector"]["verdict"] in ("faster", "slower", "unchanged")
-    assert points[(256, 640)]["cold_ttft_s"] > points[(256, 256)]["cold_ttft_s"]
+    assert points[("lmcache", 256, 640)]["cold_ttft_s"] > points[("lmcache", 256, 256)]["cold_ttft_s"]
     for c in data["configurations"]:
         assert c["vllm_ready_s"] > 0 and c["machine"]["copy_bytes_per_s"] > 1e8
     for png in ("bench-ttft.png", "bench-ratios.png"):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
     assert "| 640 | 256 |" in out
     pids = server_pids(out)
-    assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
+    assert len(pids) == 4 and not alive(pids) and not shm_segments(pids)
 
 
 def test_engine_bench_runs_lmcache_workloads_with_and_without_lmcache(tmp_path) -> None:

@@ -71,14 +71,22 @@ def machine(session: client.Session, settings: Settings, repeats: int = 5) -> fl
     )
 
 
+def cache_of(p: dict[str, Any]) -> str:
+    """Which cache served a point's warm requests: none (plain vLLM, the cold baseline), apc
+    (vLLM's own prefix cache) or lmcache (sweeps recorded before the APC column: by chunk size)."""
+    return str(p.get("cache") or ("lmcache" if p["chunk_size"] else "none"))
+
+
 def point(
-    rounds: list[client.Round], logs: list[dict[str, float]], length: int, chunk_size: int, block_size: int
+    rounds: list[client.Round], logs: list[dict[str, float]], length: int, chunk_size: int, block_size: int,
+    cache: str = "lmcache",
 ) -> dict[str, Any]:
     """Medians (and samples) of one prompt length's repeats."""
     cold = [r for r in rounds if r.name == "cold"]
     warm = [r for r in rounds if r.name == "warm"]
     out: dict[str, Any] = {
         "prompt_tokens": length,
+        "cache": cache,
         "chunk_size": chunk_size,
         "block_size": block_size,
         "repeats": len(cold),
@@ -95,7 +103,7 @@ def point(
             warm_ttft_s=med([r.ttft_s for r in warm]),
             warm_ttft=stats.summary([r.ttft_s for r in warm]),
             warm_ttft_samples=[r.ttft_s for r in warm],
-            warm_hit_tokens=min(r.vllm_external_hit_tokens for r in warm),
+            warm_hit_tokens=min(r.vllm_local_hit_tokens if cache == "apc" else r.vllm_external_hit_tokens for r in warm),
             warm_read_chunks=min(r.lmcache_l1_read_chunks for r in warm),
             identical=all(c.output_tokens == w.output_tokens for c, w in zip(cold, warm)),
             breakdown={
@@ -104,7 +112,7 @@ def point(
                 "vllm_queue_s": med([r.vllm_queue_s for r in warm]),
                 "vllm_prefill_s": med([r.vllm_prefill_s for r in warm]),
                 "frontend_s": med([r.ttft_s - r.vllm_server_ttft_s for r in warm]),
-                **{k: med([log[k] for log in logs]) for k in ("lmcache_prefetch_s", "lmcache_retrieve_s")},
+                **{k: med([log[k] for log in logs]) if logs else 0.0 for k in ("lmcache_prefetch_s", "lmcache_retrieve_s")},
             },
         )
     return out
@@ -129,7 +137,10 @@ def measure(
                     tail = LogTail(lmcache_log)
                     rounds.append(session.round("warm", f"p{length}", ids, timeout))
                     logs.append(lmcache_log_times(tail.new_text()))
-            points.append(point(rounds, logs, length, settings.chunk_size if settings.connector else 0, settings.block_size))
+                elif settings.prefix_caching:
+                    rounds.append(session.round("warm", f"p{length}", ids, timeout))
+            cache = "lmcache" if settings.connector else "apc" if settings.prefix_caching else "none"
+            points.append(point(rounds, logs, length, settings.chunk_size if settings.connector else 0, settings.block_size, cache))
     finally:
         session.close()
     return {"machine": found.as_dict(), "points": points}
@@ -138,6 +149,8 @@ def measure(
 def with_floor(p: dict[str, Any], m: floor.Machine) -> dict[str, Any]:
     if "warm_ttft_s" not in p:
         return p
+    if cache_of(p) == "apc":  # nothing is copied: the floor models LMCache's load
+        return {**p, "speedup": round(p["cold_ttft_s"] / p["warm_ttft_s"], 2)}
     parts = floor.floor(m, p["prompt_tokens"], p["warm_hit_tokens"], p["cold_ttft_s"])
     return {
         **p,
@@ -149,31 +162,47 @@ def with_floor(p: dict[str, Any], m: floor.Machine) -> dict[str, Any]:
 
 def merge(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """All points with their floors; LMCache points get the store overhead against the
-    no-connector baseline (chunk_size 0) at the same length, when the sweep has one."""
+    no-connector baseline at the same length, and their warm TTFT beside vLLM's own prefix
+    cache's (APC) at the same length, when the sweep has them."""
     points = [with_floor(p, floor.Machine(**part["machine"])) for part in parts for p in part["points"]]
-    baseline = {p["prompt_tokens"]: p for p in points if p["chunk_size"] == 0}
+    baseline = {p["prompt_tokens"]: p for p in points if cache_of(p) == "none"}
+    apc = {p["prompt_tokens"]: p for p in points if cache_of(p) == "apc" and "warm_ttft_s" in p}
     for p in points:
+        if cache_of(p) != "lmcache":
+            continue
         base = baseline.get(p["prompt_tokens"])
-        if base and p["chunk_size"]:
+        if base:
             p["cold_vs_no_connector"] = stats.verdict(base["cold_ttft_samples"], p["cold_ttft_samples"])
+        own = apc.get(p["prompt_tokens"])
+        if own and "warm_ttft_s" in p:
+            p["apc_warm_ttft_s"] = own["warm_ttft_s"]
+            p["warm_over_apc"] = round(p["warm_ttft_s"] / own["warm_ttft_s"], 2)
     return points
 
 
 def table(points: list[dict[str, Any]]) -> str:
     lines = [
-        "| tokens | chunk | cold TTFT s | warm TTFT s | speedup | hit tokens | floor s | warm/floor | cold vs plain vLLM |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tokens | chunk | cold TTFT s | warm TTFT s | speedup | hit tokens | floor s | warm/floor | cold vs plain vLLM | APC warm s | warm/APC |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for p in sorted(points, key=lambda p: (p["chunk_size"], p["prompt_tokens"])):
+    order = {"none": 0, "apc": 1, "lmcache": 2}
+    for p in sorted(points, key=lambda p: (order[cache_of(p)], p["chunk_size"], p["prompt_tokens"])):
         if "warm_ttft_s" not in p:
-            lines.append(f"| {p['prompt_tokens']} | none | {p['cold_ttft_s']:.3f} | | | | | | |")
+            lines.append(f"| {p['prompt_tokens']} | none | {p['cold_ttft_s']:.3f} | | | | | | | | |")
+            continue
+        if cache_of(p) == "apc":
+            lines.append(
+                f"| {p['prompt_tokens']} | APC | {p['cold_ttft_s']:.3f} | {p['warm_ttft_s']:.3f} | {p['speedup']:.1f}x "
+                f"| {p['warm_hit_tokens']} | | | | | |"
+            )
             continue
         vs = p.get("cold_vs_no_connector")
         overhead = f"{vs['ratio']:.2f} ({vs['verdict']})" if vs else ""
+        apc = f"{p['apc_warm_ttft_s']:.3f} | {p['warm_over_apc']:.2f}" if "apc_warm_ttft_s" in p else " | "
         lines.append(
             f"| {p['prompt_tokens']} | {p['chunk_size']} | {p['cold_ttft_s']:.3f} | {p['warm_ttft_s']:.3f} "
             f"| {p['speedup']:.1f}x | {p['warm_hit_tokens']} | {p['floor_s']:.3f} | {p['warm_over_floor']:.1f} "
-            f"| {overhead} |"
+            f"| {overhead} | {apc} |"
         )
     return "\n".join(lines)
 
@@ -185,7 +214,7 @@ def breakdown_table(points: list[dict[str, Any]]) -> str:
         "|---:|---:|---:|" + "---:|" * (len(keys) + 1),
     ]
     for p in sorted(points, key=lambda p: (p["chunk_size"], p["prompt_tokens"])):
-        if "breakdown" in p:
+        if "breakdown" in p and cache_of(p) == "lmcache":
             b = p["breakdown"]
             cells = " | ".join(f"{b[k]:.3f}" for k in keys)
             lines.append(f"| {p['prompt_tokens']} | {p['chunk_size']} | {p['tail_tokens']} | {cells} | {p['floor_tail_s']:.3f} |")

@@ -13,13 +13,15 @@ VOLATILE = {"prompt_seed", "served_model", "REPRO_LOG_DIR"}
 
 
 def samples(data: dict[str, Any]) -> dict[str, list[float]]:
-    """TTFT samples by row: '<prompt> <round>' for runs, 'p<tokens> chunk <n> <cold|warm>' for sweeps."""
+    """TTFT samples by row: '<prompt> <round>' for runs, 'p<tokens> chunk <n> <cold|warm>' (or
+    'p<tokens> APC <cold|warm>' for vLLM's own prefix cache) for sweeps."""
     out: dict[str, list[float]] = {}
     if "points" in data:
         for p in data["points"]:
+            served = "APC" if p.get("cache") == "apc" else f"chunk {p['chunk_size']}"
             for kind in ("cold", "warm"):
                 if f"{kind}_ttft_samples" in p:
-                    out[f"p{p['prompt_tokens']} chunk {p['chunk_size']} {kind}"] = p[f"{kind}_ttft_samples"]
+                    out[f"p{p['prompt_tokens']} {served} {kind}"] = p[f"{kind}_ttft_samples"]
     else:
         for r in data["rounds"]:
             key = f"{r.get('configuration') or ''} {r['prompt']} {r['name']}".strip()

@@ -11,19 +11,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _series(points: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
-    by_chunk: dict[int, list[dict[str, Any]]] = {}
+def _series(points: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Points by what served them: "no LMCache", "vLLM APC", "chunk N" (LMCache)."""
+    series: dict[str, list[dict[str, Any]]] = {}
     for p in sorted(points, key=lambda p: p["prompt_tokens"]):
-        by_chunk.setdefault(p["chunk_size"], []).append(p)
-    return by_chunk
+        cache = p.get("cache") or ("lmcache" if p["chunk_size"] else "none")
+        name = {"none": "no LMCache", "apc": "vLLM APC"}.get(cache, f"chunk {p['chunk_size']}")
+        series.setdefault(name, []).append(p)
+    return series
 
 
 def ttft(points: list[dict[str, Any]], out: Path) -> Path:
     """Cold and warm TTFT (median, min-max bars) and the floor, per chunk size."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    for chunk, ps in _series(points).items():
+    for name, ps in _series(points).items():
         x = [p["prompt_tokens"] for p in ps]
-        name = f"chunk {chunk}" if chunk else "no LMCache"
         for kind, style in (("cold", "-"), ("warm", "--")):
             if f"{kind}_ttft" not in ps[0]:
                 continue
@@ -47,15 +49,18 @@ def ttft(points: list[dict[str, Any]], out: Path) -> Path:
 def ratios(points: list[dict[str, Any]], out: Path) -> Path:
     """Speedup (cold/warm) and warm/floor per chunk size."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for chunk, ps in _series(points).items():
+    for name, ps in _series(points).items():
         ps = [p for p in ps if "speedup" in p]
         if not ps:
             continue
         x = [p["prompt_tokens"] for p in ps]
-        left.plot(x, [p["speedup"] for p in ps], marker="o", label=f"chunk {chunk}")
-        right.plot(x, [p["warm_over_floor"] for p in ps], marker="o", label=f"chunk {chunk}")
+        left.plot(x, [p["speedup"] for p in ps], marker="o", label=name)
+        if "warm_over_floor" in ps[0]:
+            right.plot(x, [p["warm_over_floor"] for p in ps], marker="o", label=f"{name}: warm/floor")
+        if "warm_over_apc" in ps[0]:
+            right.plot(x, [p["warm_over_apc"] for p in ps], marker="s", linestyle="--", label=f"{name}: warm/APC warm")
     left.set_title("speedup: cold TTFT / warm TTFT")
-    right.set_title("warm TTFT / floor")
+    right.set_title("warm TTFT / floor, and / vLLM APC's warm TTFT")
     for ax in (left, right):
         ax.set_xlabel("prompt tokens")
         ax.grid(True, alpha=0.3)
