@@ -32,7 +32,7 @@ export REPRO_PROMPT_TOKENS=$REPRO_DEV_PROMPT_TOKENS
 KEPT_LMCACHE_PID=$LMCACHE_PID
 new_lmcache=""
 # vLLM always stops; LMCache stops only when this rerun started it and failed.
-new_run dev '[[ -n $new_lmcache ]] || LMCACHE_PID=""; [[ -z $new_lmcache ]] || rm -f "$state/lmcache.pid"'
+new_run dev 'if [[ -z $new_lmcache ]]; then LMCACHE_PID=""; else rm -f "$state/lmcache.pid"; fi'
 LMCACHE_PID=$KEPT_LMCACHE_PID
 
 # The preload server (kept between reruns too): later starts skip importing torch & co.

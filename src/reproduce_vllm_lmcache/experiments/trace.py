@@ -138,7 +138,7 @@ def storage_trace(path: Path) -> list[Event]:
     from lmcache.v1.mp_observability.trace.reader import TraceReader
 
     events: list[Event] = []
-    reads: dict[int, Event] = {}
+    reads: list[Event] = []  # read_prefetched_results entered and not yet left
     with TraceReader(str(path)) as reader:
         for record in reader.records():
             name = record.qualname.rsplit(".", 2)
@@ -150,9 +150,9 @@ def storage_trace(path: Path) -> list[Event]:
             chunks = next((len(v) for v in args.values() if isinstance(v, (list, tuple))), None)
             detail = {"call": record.qualname, **({"chunks": chunks} if chunks is not None else {})}
             if short == "read_prefetched_results.__enter__":
-                reads[len(reads)] = Event("LMCache storage", "read prefetched chunks", record.t_wall, None, "lmcache trace", detail)
+                reads.append(Event("LMCache storage", "read prefetched chunks", record.t_wall, None, "lmcache trace", detail))
             elif short == "read_prefetched_results.__exit__" and reads:
-                span = reads.pop(max(reads))
+                span = reads.pop()
                 span.end = record.t_wall
                 events.append(span)
             else:

@@ -44,7 +44,7 @@ img { max-width: 100%; border: 1px solid #eee; } pre { background: #f7f7f9; padd
 {% for table in section.tables %}
 {% if table.caption %}<p><b>{{ table.caption }}</b></p>{% endif %}
 <table><tr>{% for c in table.columns %}<th>{{ c }}</th>{% endfor %}</tr>
-{% for row in table.rows %}<tr>{% for cell in row %}<td class="{{ cell.cls }}">{{ cell.text }}</td>{% endfor %}</tr>
+{% for row in table.rows %}<tr>{% for cell in row %}<td class="{{ cell.cls }}">{% if cell.href %}<a href="{{ cell.href }}">{{ cell.text }}</a>{% else %}{{ cell.text }}{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
 {% endfor %}
 {% for image in section.images %}<p><b>{{ image.name }}</b><br><img alt="{{ image.name }}" src="data:image/png;base64,{{ image.data }}"></p>{% endfor %}
@@ -197,15 +197,16 @@ def index(runs_dir: Path) -> str:
     rows = []
     for run_dir in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True):
         stamp, _, kind = run_dir.name.partition("-")
-        report = run_dir / "report.html"
+        report = (
+            {"text": "report.html", "cls": "", "href": f"runs/{run_dir.name}/report.html"}
+            if (run_dir / "report.html").exists()
+            else {"text": f"(no report yet: repro report {runs_dir.name}/{run_dir.name})", "cls": ""}
+        )
         rows.append([
-            {"text": stamp, "cls": ""}, {"text": kind, "cls": ""}, {"text": summary_of(run_dir), "cls": ""},
-            {"text": "report.html" if report.exists() else "(no report yet: repro report html)", "cls": ""},
+            {"text": stamp, "cls": ""}, {"text": kind, "cls": ""}, {"text": summary_of(run_dir), "cls": ""}, report,
         ])  # fmt: skip
     table = {"caption": "", "columns": ["recorded (UTC)", "kind", "what it found", "report"], "rows": rows}
-    links = [{"href": f"runs/{p.name}/report.html", "name": p.name, "note": ""}
-             for p in sorted(runs_dir.iterdir(), reverse=True) if (p / "report.html").exists()]  # fmt: skip
-    sections = [{"id": "runs", "title": "runs", "tables": [table]}, {"id": "reports", "title": "reports", "links": links}]
+    sections = [{"id": "runs", "title": "runs", "tables": [table]}]
     return PAGE.render(title="recorded runs", subtitle=f"{len(rows)} run folders under {runs_dir.name}/", sections=sections)
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import requests
 
-Error = requests.RequestException
-
 
 def session() -> requests.Session:
     s = requests.Session()

@@ -228,6 +228,7 @@ class Settings:
         if looks_local and not model_path.is_dir():
             raise KnobError(f"REPRO_MODEL={model!r}: no such model directory ({model_path}); run scripts/setup.sh")
         layout, layout_note = vllm_layout(config.get("REPRO_VLLM_LAYOUT", env), sys.platform)
+        trace = _flag(env, "REPRO_TRACE")
         return cls(
             host=host,
             lmcache_port=ports["REPRO_LMCACHE_PORT"],
@@ -262,8 +263,8 @@ class Settings:
             vllm_extra_args=extra_args(env, "REPRO_VLLM_EXTRA_ARGS"),
             lmcache_extra_args=extra_args(env, "REPRO_LMCACHE_EXTRA_ARGS"),
             preload_vllm=_flag(env, "REPRO_PRELOAD_VLLM"),
-            trace=_flag(env, "REPRO_TRACE"),
-            trace_file=str(config.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct") if _flag(env, "REPRO_TRACE") else "",
+            trace=trace,
+            trace_file=str(config.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct") if trace else "",
         )
 
     # --- URLs ------------------------------------------------------------------------
