@@ -84,3 +84,25 @@ def test_every_workspace_patch_has_a_reason() -> None:
     for path in found:
         assert patches.Patch(path).reason
         assert subprocess.run(["git", "apply", "--stat", str(path)], capture_output=True).returncode == 0
+
+
+def test_header_fields_and_upstream_mode(tmp_path) -> None:
+    measured = tmp_path / "0002-faster.patch"
+    measured.write_text("Reason: faster.\nEffect: 2x.\nUpstream mode: drop\n" + PATCH.split("\n", 1)[1])
+    assert patches.Patch(measured).header("Effect") == "2x."
+    assert not patches.Patch(measured).needed_to_run
+    plain = tmp_path / "0001-polite.patch"
+    plain.write_text(PATCH)
+    assert patches.Patch(plain).needed_to_run  # no field: kept (needed to run at all)
+    assert patches.Patch(plain).header("Effect") == ""
+    wrong = tmp_path / "0003-wrong.patch"
+    wrong.write_text("Reason: x.\nUpstream mode: maybe\n" + PATCH.split("\n", 1)[1])
+    with pytest.raises(patches.PatchError, match="keep or drop"):
+        _ = patches.Patch(wrong).needed_to_run
+
+
+def test_every_workspace_patch_has_the_full_header() -> None:
+    for checkout in ("vllm", "LMCache"):
+        for patch in patches.for_checkout(checkout):
+            assert patch.reason and patch.header("Effect") and patch.header("Upstream"), patch.name
+            _ = patch.needed_to_run  # a valid Upstream mode (or none)

@@ -169,6 +169,7 @@ def cmd_bench_report(args: argparse.Namespace) -> int:
     plots.ttft(data["points"], args.run_dir / "bench-ttft.png")
     plots.ratios(data["points"], args.run_dir / "bench-ratios.png")
     results.write(args.run_dir, path.name, data, latest=False)
+    print(f"LMCache code: REPRO_PATCHES={data['config'].get('patches', 'all')} (docs/setup.md)")
     print(bench.table(data["points"]))
     print()
     print("where a warm request's time goes (medians, seconds):")

@@ -30,6 +30,20 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_account(args: argparse.Namespace) -> int:
+    """Where each warm request of a run folder spent its time (run.json + logs/lmcache.log)."""
+    from reproduce_vllm_lmcache.report import account
+
+    data = json.loads((args.run_dir / "run.json").read_text())
+    log = args.run_dir / "logs" / "lmcache.log"
+    items = account.accounts(data["rounds"], log.read_text(errors="replace") if log.exists() else "")
+    if not items:
+        raise KnobError(f"{args.run_dir}: no warm round with vLLM's per-request metrics")
+    print("seconds; queue = lookup + retrieve + hand-offs (retrieve stages need LMCACHE_LOG_LEVEL=DEBUG)")
+    print(account.table(items))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from reproduce_vllm_lmcache.report import compare
 
@@ -79,6 +93,9 @@ def register(sub: Any) -> None:
     p.add_argument("file", type=Path, nargs="?", default=config.path("REPRO_RESULTS_DIR") / "latest.json")
     p.set_defaults(func=cmd_table)
     sub.add_parser("history", help="markdown table of every recorded run").set_defaults(func=cmd_history)
+    p = sub.add_parser("account", help="where each warm request of a run folder spent its time, stage by stage")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_account)
     p = sub.add_parser("compare", help="B against A per round / point, with a noise verdict (default: latest two)")
     p.add_argument("a", type=Path, nargs="?")
     p.add_argument("b", type=Path, nargs="?")

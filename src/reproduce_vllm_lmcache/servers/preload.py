@@ -167,6 +167,9 @@ def _run_child(request: dict[str, object]) -> None:
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
         tempfile.tempdir = None  # the server's own TMPDIR, not the one cached while preloading
+        # As a fresh interpreter would: the server's PYTHONPATH goes first (REPRO_PATCHES=upstream
+        # puts the pristine LMCache there; LMCache is never preloaded, so it is imported from it).
+        sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         vllm_logger = sys.modules.get("vllm.logger")
         if vllm_logger is not None:  # preloaded vLLM logs as this server's environment says
             vllm_logger._configure_vllm_root_logger()

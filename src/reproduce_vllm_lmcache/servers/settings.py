@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache.workspace import upstream
 
 DTYPES = ("float32", "bfloat16", "float16")
 TRANSFER_MODES = ("lmcache_driven", "engine_driven")
@@ -192,6 +193,9 @@ class Settings:
     # LMCache's storage trace file in REPRO_LOG_DIR).
     trace: bool
     trace_file: str
+    # REPRO_PATCHES: all (every workspace patch, the checkouts as they are) or upstream (the
+    # pristine upstream LMCache plus only the patches needed to run, on the servers' PYTHONPATH).
+    patches: str = "all"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -265,6 +269,7 @@ class Settings:
             preload_vllm=_flag(env, "REPRO_PRELOAD_VLLM"),
             trace=trace,
             trace_file=str(config.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct") if trace else "",
+            patches=_choice(env, "REPRO_PATCHES", upstream.MODES),
         )
 
     # --- URLs ------------------------------------------------------------------------
@@ -308,6 +313,7 @@ class Settings:
             f"LMCACHE_TRACK_USAGE={'true' if self.lmcache_telemetry else 'false'}",
             "LMCACHE_DISABLE_BANNER=1",
             *(["LMCACHE_LOG_LEVEL=DEBUG"] if self.trace else []),
+            *(f"{k}={v}" for k, v in self.code_env().items()),
             str(venv_bin("lmcache")), "server",
             "--host", self.host, "--port", str(self.lmcache_port),
             "--http-host", self.host, "--http-port", str(self.lmcache_http_port),
@@ -353,7 +359,14 @@ class Settings:
             "VLLM_NO_USAGE_STATS": "1",
             **(fast_layout_env() if self.vllm_layout == "fast" else {}),
             **(TRACE_ENV if self.trace else {}),
+            **self.code_env(),
         }
+
+    def code_env(self) -> dict[str, str]:
+        """Where the servers import LMCache from: the checkout, or in upstream mode the pristine
+        tree first on PYTHONPATH (the vLLM process imports the connector from it too)."""
+        path = upstream.pythonpath(self.patches)
+        return {"PYTHONPATH": path} if path else {}
 
     def vllm_argv(self, connector: bool | None = None) -> list[str]:
         argv = ["env", *(f"{k}={v}" for k, v in self.vllm_env().items())]

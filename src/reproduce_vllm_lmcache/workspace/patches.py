@@ -1,6 +1,7 @@
 """The workspace's own patch set: ``patches/<checkout>/*.patch``, applied as commits.
 
-Each patch file starts with a line ``Reason: ...`` followed by a git diff. A patch counts as
+Each patch file starts with a line ``Reason: ...``, then optional ``Field: value`` header lines
+(What, Effect, Upstream, Upstream mode), then a git diff. A patch counts as
 applied when the checkout has its commit, or when its change is already in the source
 (e.g. a newer upstream release). Standard library only.
 """
@@ -43,6 +44,25 @@ class Patch:
         if not first.startswith("Reason: "):
             raise PatchError(f"{self.path}: the first line must be 'Reason: <one line>'")
         return first.removeprefix("Reason: ").strip()
+
+    def header(self, field: str) -> str:
+        """A ``Field: value`` line of the header (the lines before the diff), or ""."""
+        for line in self.path.read_text().splitlines():
+            if line.startswith("diff --git "):
+                break
+            if line.startswith(f"{field}: "):
+                return line.removeprefix(f"{field}: ").strip()
+        return ""
+
+    @property
+    def needed_to_run(self) -> bool:
+        """Kept by REPRO_PATCHES=upstream (``Upstream mode: keep``, the default): the pinned
+        stack does not run here without it. ``Upstream mode: drop`` marks a change under
+        measurement, which upstream mode leaves out to show the before."""
+        mode = self.header("Upstream mode") or "keep"
+        if mode not in ("keep", "drop"):
+            raise PatchError(f"{self.path}: 'Upstream mode: {mode}' (expected keep or drop)")
+        return mode == "keep"
 
     @property
     def subject(self) -> str:
