@@ -141,7 +141,7 @@ def test_lmcache_warm_ttft_stands_beside_vllms_own_prefix_cache() -> None:
     lm = {"prompt_tokens": 3000, "cache": "lmcache", "chunk_size": 64, "cold_ttft_s": 6.2, "cold_ttft_samples": [6.2],
           "warm_ttft_s": 0.3, "warm_ttft_samples": [0.3], "warm_hit_tokens": 2944}  # fmt: skip
     points = bench.merge([{"machine": m, "points": [base, apc]}, {"machine": m, "points": [lm]}])
-    merged = {bench.cache_of(p): p for p in points}
+    merged = {stats.cache_of(p): p for p in points}
     assert merged["lmcache"]["apc_warm_ttft_s"] == 0.2 and merged["lmcache"]["warm_over_apc"] == 1.5
     assert "floor_s" not in merged["apc"] and merged["apc"]["speedup"] == 30.5
     assert "cold_vs_no_connector" not in merged["apc"]
@@ -149,7 +149,7 @@ def test_lmcache_warm_ttft_stands_beside_vllms_own_prefix_cache() -> None:
     assert "| 3000 | APC | 6.100 | 0.200 | 30.5x | 2944 |" in table and "| 0.200 | 1.50 |" in table
     assert compare.samples({"points": points}).keys() >= {"p3000 APC warm", "p3000 chunk 64 warm", "p3000 chunk 0 cold"}
     # Sweeps recorded before the column: chunk 0 is the no-connector baseline.
-    assert bench.cache_of({"chunk_size": 0}) == "none" and bench.cache_of({"chunk_size": 64}) == "lmcache"
+    assert stats.cache_of({"chunk_size": 0}) == "none" and stats.cache_of({"chunk_size": 64}) == "lmcache"
 
 
 def test_checkout_state_names_edits_and_changes_with_every_edit(tmp_path) -> None:

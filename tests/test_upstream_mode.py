@@ -3,7 +3,9 @@ upstream mode runs the pristine release plus only the patches needed to run (on 
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,9 +55,6 @@ def test_unknown_mode_is_refused() -> None:
 
 def test_upstream_tree_imports_first(tmp_path) -> None:
     """With the tree on PYTHONPATH, Python imports LMCache from it, not from the checkout."""
-    import os
-    import sys
-
     tree = upstream.pythonpath("upstream")
     code = "import importlib.util as u; print(u.find_spec('lmcache').origin)"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": tree},

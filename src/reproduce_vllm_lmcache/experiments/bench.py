@@ -71,12 +71,6 @@ def machine(session: client.Session, settings: Settings, repeats: int = 5) -> fl
     )
 
 
-def cache_of(p: dict[str, Any]) -> str:
-    """Which cache served a point's warm requests: none (plain vLLM, the cold baseline), apc
-    (vLLM's own prefix cache) or lmcache (sweeps recorded before the APC column: by chunk size)."""
-    return str(p.get("cache") or ("lmcache" if p["chunk_size"] else "none"))
-
-
 def point(
     rounds: list[client.Round], logs: list[dict[str, float]], length: int, chunk_size: int, block_size: int,
     cache: str = "lmcache",
@@ -149,7 +143,7 @@ def measure(
 def with_floor(p: dict[str, Any], m: floor.Machine) -> dict[str, Any]:
     if "warm_ttft_s" not in p:
         return p
-    if cache_of(p) == "apc":  # nothing is copied: the floor models LMCache's load
+    if stats.cache_of(p) == "apc":  # nothing is copied: the floor models LMCache's load
         return {**p, "speedup": round(p["cold_ttft_s"] / p["warm_ttft_s"], 2)}
     parts = floor.floor(m, p["prompt_tokens"], p["warm_hit_tokens"], p["cold_ttft_s"])
     return {
@@ -165,10 +159,10 @@ def merge(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     no-connector baseline at the same length, and their warm TTFT beside vLLM's own prefix
     cache's (APC) at the same length, when the sweep has them."""
     points = [with_floor(p, floor.Machine(**part["machine"])) for part in parts for p in part["points"]]
-    baseline = {p["prompt_tokens"]: p for p in points if cache_of(p) == "none"}
-    apc = {p["prompt_tokens"]: p for p in points if cache_of(p) == "apc" and "warm_ttft_s" in p}
+    baseline = {p["prompt_tokens"]: p for p in points if stats.cache_of(p) == "none"}
+    apc = {p["prompt_tokens"]: p for p in points if stats.cache_of(p) == "apc" and "warm_ttft_s" in p}
     for p in points:
-        if cache_of(p) != "lmcache":
+        if stats.cache_of(p) != "lmcache":
             continue
         base = baseline.get(p["prompt_tokens"])
         if base:
@@ -186,11 +180,11 @@ def table(points: list[dict[str, Any]]) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = {"none": 0, "apc": 1, "lmcache": 2}
-    for p in sorted(points, key=lambda p: (order[cache_of(p)], p["chunk_size"], p["prompt_tokens"])):
+    for p in sorted(points, key=lambda p: (order[stats.cache_of(p)], p["chunk_size"], p["prompt_tokens"])):
         if "warm_ttft_s" not in p:
             lines.append(f"| {p['prompt_tokens']} | none | {p['cold_ttft_s']:.3f} | | | | | | | | |")
             continue
-        if cache_of(p) == "apc":
+        if stats.cache_of(p) == "apc":
             lines.append(
                 f"| {p['prompt_tokens']} | APC | {p['cold_ttft_s']:.3f} | {p['warm_ttft_s']:.3f} | {p['speedup']:.1f}x "
                 f"| {p['warm_hit_tokens']} | | | | | |"
@@ -214,7 +208,7 @@ def breakdown_table(points: list[dict[str, Any]]) -> str:
         "|---:|---:|---:|" + "---:|" * (len(keys) + 1),
     ]
     for p in sorted(points, key=lambda p: (p["chunk_size"], p["prompt_tokens"])):
-        if "breakdown" in p and cache_of(p) == "lmcache":
+        if "breakdown" in p and stats.cache_of(p) == "lmcache":
             b = p["breakdown"]
             cells = " | ".join(f"{b[k]:.3f}" for k in keys)
             lines.append(f"| {p['prompt_tokens']} | {p['chunk_size']} | {p['tail_tokens']} | {cells} | {p['floor_tail_s']:.3f} |")

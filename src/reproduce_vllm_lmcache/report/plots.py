@@ -10,13 +10,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from reproduce_vllm_lmcache.report import stats  # noqa: E402
+
 
 def _series(points: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Points by what served them: "no LMCache", "vLLM APC", "chunk N" (LMCache)."""
     series: dict[str, list[dict[str, Any]]] = {}
     for p in sorted(points, key=lambda p: p["prompt_tokens"]):
-        cache = p.get("cache") or ("lmcache" if p["chunk_size"] else "none")
-        name = {"none": "no LMCache", "apc": "vLLM APC"}.get(cache, f"chunk {p['chunk_size']}")
+        name = {"none": "no LMCache", "apc": "vLLM APC"}.get(stats.cache_of(p), f"chunk {p['chunk_size']}")
         series.setdefault(name, []).append(p)
     return series
 

@@ -1,8 +1,10 @@
-"""Repeat statistics and the noise verdict used by bench and compare."""
+"""Repeat statistics and the noise verdict used by bench and compare; which cache a bench
+point measured (bench, plots)."""
 
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 # Smallest change called real: below it, a 2-core laptop's run-to-run noise decides.
 MIN_NOISE = 0.10
@@ -36,3 +38,9 @@ def verdict(a: list[float], b: list[float], min_noise: float = MIN_NOISE) -> dic
     else:
         word = "unchanged"
     return {"ratio": round(ratio, 3), "noise_band": round(band, 3), "verdict": word, "repeats": [len(a), len(b)]}
+
+
+def cache_of(p: dict[str, Any]) -> str:
+    """Which cache served a point's warm requests: none (plain vLLM, the cold baseline), apc
+    (vLLM's own prefix cache) or lmcache (sweeps recorded before the APC column: by chunk size)."""
+    return str(p.get("cache") or ("lmcache" if p["chunk_size"] else "none"))
