@@ -1,5 +1,8 @@
 """Fault suite on real servers: what happens when the cache misbehaves. Each case adds a row
-to results/faults.md (case, what happened, requests ok/failed, outputs identical, leaks)."""
+to results/faults.md (kept as results/faults.json, so a partial run keeps the other rows): what
+happened on the pristine upstream code (REPRO_PATCHES=upstream) and with the workspace's
+patches, requests ok/failed, outputs identical, leaks. Cases that a workspace patch fixes run in
+both modes in the same suite run and assert the bug on upstream and the fix with the patch."""
 
 from __future__ import annotations
 
@@ -16,25 +19,45 @@ from scripted_servers import ScriptedServer, alive, expected_hit, shm_segments
 
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.report import judging
+from reproduce_vllm_lmcache.workspace import export
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
-ROWS: list[dict[str, str]] = []
+ROWS: dict[str, dict[str, str]] = {}
 PROMPT = "640"
+MODES = ["upstream", "all"]
+COLUMNS = {"upstream": "pristine upstream (REPRO_PATCHES=upstream)", "all": "with the workspace's patches"}
+SAME = "same code in both modes (no patch concerns it)"
+
+
+def row(case: str, mode: str, happened: str, **rest: str) -> None:
+    """One case's outcome in one mode (the two modes of a case share its row)."""
+    entry = ROWS.setdefault(case, {"upstream": "", "all": ""})
+    entry[mode] = happened
+    for key, value in rest.items():  # requests, identical, leaks: per mode when they differ
+        if not value:
+            continue
+        entry[key] = f"{entry[key]}; {value}" if entry.get(key) and entry[key] != value else value
 
 
 @pytest.fixture(scope="module", autouse=True)
 def faults_table():
     yield
-    if ROWS:
-        path = config.path("REPRO_RESULTS_DIR") / "faults.md"
-        lines = [
-            "# Fault suite (written by tests/test_faults.py on its last run)",
-            "",
-            "| case | what happened | requests ok/failed | outputs identical | leaks |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [f"| {r['case']} | {r['happened']} | {r['requests']} | {r['identical']} | {r['leaks']} |" for r in ROWS]
-        path.write_text("\n".join(lines) + "\n")
+    if not ROWS:
+        return
+    results = config.path("REPRO_RESULTS_DIR")
+    store = results / "faults.json"
+    kept = json.loads(store.read_text()) if store.exists() else {}
+    kept = {**kept, **ROWS}
+    store.write_text(json.dumps(kept, indent=1) + "\n")
+    lines = [
+        "# Fault suite (written by tests/test_faults.py; each row from the last run of its case)",
+        "",
+        f"| case | {COLUMNS['upstream']} | {COLUMNS['all']} | requests ok/failed | outputs identical | leaks |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {case} | {r['upstream'] or '-'} | {r['all'] or '-'} | {r.get('requests', '')} | {r.get('identical', '')} | "
+              f"{r.get('leaks', '')} |" for case, r in kept.items()]  # fmt: skip
+    (results / "faults.md").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
@@ -80,6 +103,24 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> str:
     return f"tie at token {div['index']}" if judging.is_tie(div, 0.0) else f"NO (token {div['index']})"
 
 
+def bad_input(env: dict[str, str], target: str) -> list[dict[str, Any]]:
+    """The bad-input suite (repro bad-input) against one running server; its outcomes."""
+    path = Path(env["REPRO_RESULTS_DIR"]) / f"bad-input-{target}.json"
+    subprocess.run([str(config.ROOT / ".venv/bin/repro"), "bad-input", "--target", target, "--json", str(path)],
+                   cwd=config.ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert path.exists(), f"repro bad-input wrote no {path}"
+    return list(json.loads(path.read_text()))
+
+
+def bad_summary(outcomes: list[dict[str, Any]]) -> str:
+    """One cell: each case's answer, then whether the server still served."""
+    parts = []
+    for o in outcomes:
+        state = "still serving" if o["serving"] else ("NOT serving, health still " + o["health"][:3] if o["lying_health"] else "NOT serving")
+        parts.append(f"{o['case']}: {o['answer'][:40].strip()} -> {state}")
+    return "; ".join(parts)
+
+
 def stop_all(*servers: ScriptedServer) -> str:
     pids: set[int] = set()
     for server in servers:
@@ -91,45 +132,69 @@ def stop_all(*servers: ScriptedServer) -> str:
     return "none"
 
 
-def test_stale_entries_after_a_dtype_change(env) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_stale_entries_after_a_dtype_change(env, mode) -> None:
+    """Bug: LMCache keys KV by model, not dtype/layout (patch 0004-kv-namespace-carries-layout).
+    Upstream: a bfloat16 vLLM finds the float32 entries (load fails, recomputed); the workspace's
+    namespace guard clears them. Patched: the key carries the layout, so no hit, guard or not."""
+    env = {**env, "REPRO_PATCHES": mode}
     lmcache = start("start_lmcache.sh", env, "lmcache: serving")
     seed = f"stale-{time.time_ns()}"
     vllm = start("start_vllm.sh", {**env, "REPRO_DTYPE": "float32"}, "vllm: serving")
-    cold, _ = rounds(env, "cold", seed, "fp32")
+    cold, _ = rounds(env, "cold,warm", seed, "fp32")
     vllm.interrupt()
-    # Guard off: bfloat16 vLLM finds float32 entries under the same keys.
+    # Guard off: does a bfloat16 vLLM find float32 entries under the same keys?
     unguarded = {**env, "REPRO_DTYPE": "bfloat16", "REPRO_NAMESPACE_GUARD": "off"}
     vllm = start("start_vllm.sh", unguarded, "vllm: serving")
     stale, out = rounds(unguarded, "stale", seed, "bf16-stale")
     log = Path(env["REPRO_LOG_DIR"], "vllm.log").read_text(errors="replace")
-    vllm.interrupt()
-    # Guard on (the default): LMCache is cleared before the bfloat16 vLLM starts.
-    guarded = {**env, "REPRO_DTYPE": "bfloat16"}
-    vllm = start("start_vllm.sh", guarded, "vllm: serving")
-    cleared = "cleared its L1" in vllm.output
-    fresh, _ = rounds(guarded, "fresh", seed, "bf16-guarded")
-    leaks = stop_all(vllm, lmcache)
-    assert cold and stale and fresh, out[-3000:]
+    servers = [lmcache, vllm]
+    if mode == "upstream":  # the guard (the default) protects users of the pristine code
+        vllm.interrupt()
+        guarded = {**env, "REPRO_DTYPE": "bfloat16"}
+        vllm = start("start_vllm.sh", guarded, "vllm: serving")
+        servers.append(vllm)
+        cleared = "cleared its L1" in vllm.output
+        fresh, _ = rounds(guarded, "fresh", seed, "bf16-guarded")
+    leaks = stop_all(*servers)
+    assert cold and stale, out[-3000:]
+    assert cold[1]["vllm_external_hit_tokens"] > 0, "the float32 warm request did not hit: nothing to go stale"
+    hits = stale[0]["vllm_external_hit_tokens"]
     mismatch = "mismatch" in log.lower() or "failed to load" in log.lower() or "recompute" in log.lower()
-    ROWS.append({
-        "case": "stale entries after dtype change (float32 -> bfloat16, same LMCache)",
-        "happened": (f"guard off: the bfloat16 request found {stale[0]['vllm_external_hit_tokens']} hit tokens of float32 KV"
-                     f"{' (load failure in the vLLM log, recomputed)' if mismatch else ''}; guard on: LMCache L1 cleared "
-                     f"({cleared}), request computed ({fresh[0]['vllm_external_hit_tokens']} hit tokens)"),
-        "requests": "3/0",
-        "identical": f"stale vs guarded bfloat16: {same(fresh[0], stale[0])}",
-        "leaks": leaks,
+    happened = f"guard off: the bfloat16 request found {hits} hit tokens of float32 KV" + (" (load failure in the vLLM log, recomputed)" if mismatch else "")
+    if mode == "upstream":
+        happened += f"; guard on: LMCache L1 cleared ({cleared}), request computed ({fresh[0]['vllm_external_hit_tokens']} hit tokens)"
+    else:
+        happened += " (the key carries dtype and layout: the guard is not needed)"
+    case = "stale entries after dtype change (float32 -> bfloat16, same LMCache)"
+    identical = f"upstream, stale vs guarded bfloat16: {same(fresh[0], stale[0])}" if mode == "upstream" else ""
+    row(case, mode, happened, requests="3/0" if mode == "all" else "4/0", identical=identical, leaks=leaks)
+    export.record("0004-kv-namespace-carries-layout", mode, {
+        "float32 vLLM, cold then warm": f"{cold[1]['vllm_external_hit_tokens']} hit tokens on warm",
+        "bfloat16 vLLM restarted on the same LMCache, same prompt": f"{hits} hit tokens",
+        "vLLM log": "load failure, recomputed" if mismatch else "no load failure",
     })  # fmt: skip
-    assert cleared and fresh[0]["vllm_external_hit_tokens"] == 0
-    # kv_load_failure_policy=recompute: the request with unusable entries still answers correctly.
-    assert same(fresh[0], stale[0]) != "NO", (fresh[0]["output_text"], stale[0]["output_text"])
+    if mode == "upstream":
+        assert hits > 0, "upstream no longer serves float32 KV to bfloat16: the bug is gone, drop the patch"
+        assert cleared and fresh[0]["vllm_external_hit_tokens"] == 0
+    else:
+        assert hits == 0, f"with the patch a bfloat16 vLLM still found {hits} tokens of float32 KV"
+        # kv_load_failure_policy=recompute: the request with unusable entries still answers right.
+        assert same(fresh[0], stale[0]) != "NO", (fresh[0]["output_text"], stale[0]["output_text"])
 
 
-def test_lmcache_killed_between_cold_and_warm_then_restarted(env) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_lmcache_killed_between_cold_and_warm_then_restarted(env, mode) -> None:
+    """Bug: after the LMCache server dies, vLLM's next request stalls until the connector's
+    heartbeat gives up (patch 0006-dead-server-detected-on-disconnect). Also bug: the worker's
+    /dev/shm segment is left for the stop script to remove (patch 0005-worker-unlinks-kv-segment).
+    Before the kill, the bad-input suite on vLLM's HTTP port."""
+    env = {**env, "REPRO_PATCHES": mode}
     lmcache = start("start_lmcache.sh", env, "lmcache: serving")
     vllm = start("start_vllm.sh", env, "vllm: serving")
     seed = f"killed-{time.time_ns()}"
     cold, _ = rounds(env, "cold", seed, "cold")
+    bad = bad_input(env, "vllm")
     os.killpg(lmcache.server_pid, signal.SIGKILL)
     lmcache.proc.wait(60)
     started = time.monotonic()
@@ -140,17 +205,66 @@ def test_lmcache_killed_between_cold_and_warm_then_restarted(env) -> None:
     # LMCache back on the same ports: does vLLM use it again?
     lmcache2 = start("start_lmcache.sh", env, "lmcache: serving")
     again, out2 = rounds(env, "cold,warm", f"{seed}-after", "after-restart", timeout=900)
+    vllm.interrupt()
+    left_segment = "removed leftover shared memory" in vllm.output
     leaks = stop_all(vllm, lmcache2, lmcache)
     reconnect = (f"after the restart: {again[1]['lmcache_l1_read_chunks']} chunks read on warm" if again else
                  "after the restart: request failed: " + out2.strip().splitlines()[-1][:120])
-    ROWS.append({
-        "case": "LMCache killed (SIGKILL) between cold and warm, then restarted",
-        "happened": f"warm answered in {warm_s:.1f} s without LMCache ({warm[0]['vllm_external_hit_tokens']} hit tokens); {reconnect}",
-        "requests": f"{2 + (2 if again else 0)}/{0 if again else 1}",
-        "identical": f"warm vs cold: {same(cold[0], warm[0])}",
-        "leaks": leaks,
+    row("LMCache killed (SIGKILL) between cold and warm, then restarted", mode,
+        f"warm answered in {warm_s:.1f} s without LMCache ({warm[0]['vllm_external_hit_tokens']} hit tokens); {reconnect}",
+        requests=f"{2 + (2 if again else 0)}/{0 if again else 1}", identical=f"warm vs cold: {same(cold[0], warm[0])}",
+        leaks=leaks)  # fmt: skip
+    row("vLLM stopped cleanly (Ctrl-C)", mode,
+        "its worker's /dev/shm segment was left behind (removed by the stop script)" if left_segment
+        else "the worker unlinked its /dev/shm segment itself", requests="0/0", identical="n/a", leaks=leaks)  # fmt: skip
+    row("bad input to vLLM's HTTP port (" + ", ".join(o["case"] for o in bad) + ")", mode, bad_summary(bad),
+        requests=f"{sum(o['serving'] for o in bad)}/{sum(not o['serving'] for o in bad)}", identical="n/a", leaks=leaks)  # fmt: skip
+    export.record("0006-dead-server-detected-on-disconnect", mode, {
+        "LMCache server SIGKILLed, then the next request to vLLM": f"answered after {warm_s:.1f} s ({warm[0]['vllm_external_hit_tokens']} hit tokens)",
+        "LMCache restarted on the same ports": reconnect,
+    })  # fmt: skip
+    export.record("0005-worker-unlinks-kv-segment", mode, {
+        "vLLM stopped with Ctrl-C": "worker segment /dev/shm/lmcache_kv_<pid>_0 left behind" if left_segment
+        else "no segment left behind",
     })  # fmt: skip
     assert same(cold[0], warm[0]) == "yes"
+    assert all(o["ok"] for o in bad), bad
+    if mode == "upstream":
+        assert left_segment, "upstream unlinked its segment: the bug is gone, drop the patch"
+        assert warm_s > 5, f"upstream answered in {warm_s:.1f} s: the stall is gone, drop the patch"
+    else:
+        assert not left_segment, vllm.output[-2000:]
+        assert warm_s < 5, f"with the patch the first request without LMCache still took {warm_s:.1f} s"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bad_input_to_lmcache(env, mode) -> None:
+    """Bug: one malformed ZMQ message ends LMCache's request loop while /healthcheck still says
+    healthy (patch 0003-mq-loop-survives-bad-messages). The bad-input suite on both of
+    LMCache's ports; the loop-killing one-frame message goes last."""
+    env = {**env, "REPRO_PATCHES": mode}
+    lmcache = start("start_lmcache.sh", env, "lmcache: serving")
+    bad = bad_input(env, "lmcache")
+    leaks = stop_all(lmcache)
+    http = [o for o in bad if not o["case"].startswith("ZMQ")]
+    zmq_cases = [o for o in bad if o["case"].startswith("ZMQ")]
+    for name, group in (("HTTP", http), ("ZMQ", zmq_cases)):
+        row(f"bad input to LMCache's {name} port (" + ", ".join(o["case"].removeprefix("ZMQ: ") for o in group) + ")", mode,
+            bad_summary(group), requests=f"{sum(o['serving'] for o in group)}/{sum(not o['serving'] for o in group)}",
+            identical="n/a", leaks=leaks)  # fmt: skip
+    one_frame = zmq_cases[-1]
+    export.record("0003-mq-loop-survives-bad-messages", mode, {
+        "one-frame message b'hello' from a DEALER socket": one_frame["answer"],
+        "then a well-formed request (noop)": "answered" if one_frame["serving"] else "no answer (request loop dead)",
+        "then GET /healthcheck": one_frame["health"],
+        "other bad input (" + str(len(bad) - 1) + " cases)": "still serving after each" if all(o["serving"] for o in bad[:-1]) else "NOT serving after some",
+    })  # fmt: skip
+    assert all(o["ok"] for o in bad[:-1]), bad
+    assert one_frame["case"] == "ZMQ: one frame, b'hello'"
+    if mode == "upstream":
+        assert one_frame["lying_health"], f"upstream survived the one-frame message: the bug is gone, drop the patch ({one_frame})"
+    else:
+        assert one_frame["ok"], one_frame
 
 
 def test_start_scripts_killed_with_sigkill_take_their_servers_along(env) -> None:
@@ -170,14 +284,11 @@ def test_start_scripts_killed_with_sigkill_take_their_servers_along(env) -> None
     left = alive(pids)
     preflight = subprocess.run([str(config.ROOT / ".venv/bin/repro"), "preflight", "vllm"], cwd=config.ROOT, env=env,
                                capture_output=True, text=True, timeout=60)  # fmt: skip
-    ROWS.append({
-        "case": "start scripts killed with SIGKILL (no cleanup possible)",
-        "happened": f"servers gone {'yes' if not left else 'NO'} within 90 s; {len(segments)} worker segment(s) "
+    case = "start scripts killed with SIGKILL (no cleanup possible)"
+    row(case, "upstream", SAME)
+    row(case, "all", f"servers gone {'yes' if not left else 'NO'} within 90 s; {len(segments)} worker segment(s) "
                     f"removed by the next preflight: {'yes' if not shm_segments(pids) else 'NO'}",
-        "requests": "0/0",
-        "identical": "n/a",
-        "leaks": "none" if not left and not shm_segments(pids) else f"{left} {shm_segments(pids)}",
-    })  # fmt: skip
+        requests="0/0", identical="n/a", leaks="none" if not left and not shm_segments(pids) else f"{left} {shm_segments(pids)}")  # fmt: skip
     assert not left, f"left running: {left}"
     assert not shm_segments(pids), preflight.stdout + preflight.stderr
     assert all(f"removed {seg}" in preflight.stdout for seg in segments), preflight.stdout
@@ -192,14 +303,11 @@ def test_l1_too_small_for_one_prompt_is_a_miss_not_a_crash(env) -> None:
     leaks = stop_all(vllm, lmcache)
     assert got, out[-3000:]
     cold, warm = got
-    ROWS.append({
-        "case": "LMCache L1 of 20 MB, 1500-token prompt (~69 MB of KV)",
-        "happened": f"cold stored {cold['lmcache_l1_write_chunks']} chunks, warm read {warm['lmcache_l1_read_chunks']} "
+    case = "LMCache L1 of 20 MB, 1500-token prompt (~69 MB of KV)"
+    row(case, "upstream", SAME)
+    row(case, "all", f"cold stored {cold['lmcache_l1_write_chunks']} chunks, warm read {warm['lmcache_l1_read_chunks']} "
                     f"({warm['vllm_external_hit_tokens']} hit tokens); servers still up: {healthy}",
-        "requests": "2/0",
-        "identical": same(cold, warm),
-        "leaks": leaks,
-    })  # fmt: skip
+        requests="2/0", identical=same(cold, warm), leaks=leaks)  # fmt: skip
     assert healthy and warm["vllm_external_hit_tokens"] < expected_hit(1500) and same(cold, warm) == "yes"
 
 
@@ -216,12 +324,9 @@ def test_port_taken_and_bad_knobs_are_refused_before_anything_starts(env) -> Non
                                capture_output=True, text=True, timeout=60)  # fmt: skip
     bad = subprocess.run([str(config.ROOT / "scripts/start_lmcache.sh")], cwd=config.ROOT,
                          env={**env, "REPRO_L1_SIZE_GB": "-2"}, capture_output=True, text=True, timeout=60)  # fmt: skip
-    ROWS.append({
-        "case": "port 5555 taken; REPRO_L1_SIZE_GB=-2",
-        "happened": f"`{taken.stderr.strip()[:110]}...`; `{bad.stderr.strip()}`",
-        "requests": "0/0",
-        "identical": "n/a",
-        "leaks": "none (nothing started)",
-    })  # fmt: skip
+    case = "port 5555 taken; REPRO_L1_SIZE_GB=-2"
+    row(case, "upstream", SAME)
+    row(case, "all", f"`{taken.stderr.strip()[:110]}...`; `{bad.stderr.strip()}`",
+        requests="0/0", identical="n/a", leaks="none (nothing started)")  # fmt: skip
     assert taken.returncode != 0 and f"is taken by pid {os.getpid()}" in taken.stderr
     assert bad.returncode != 0 and "REPRO_L1_SIZE_GB=-2.0: must be > 0" in bad.stderr

@@ -106,3 +106,32 @@ def test_every_workspace_patch_has_the_full_header() -> None:
         for patch in patches.for_checkout(checkout):
             assert patch.reason and patch.header("Effect") and patch.header("Upstream"), patch.name
             _ = patch.needed_to_run  # a valid Upstream mode (or none)
+
+
+def test_every_bug_fix_has_a_reproduction_a_test_record_and_a_report() -> None:
+    """A patch that fixes an upstream bug (a ``Bug:`` line) says how to reproduce it, runs
+    without it in upstream mode (so the suite shows the before), and has its report."""
+    from reproduce_vllm_lmcache.config import ROOT
+
+    fixes = [p for c in ("vllm", "LMCache") for p in patches.for_checkout(c) if p.header("Bug")]
+    assert fixes, "no bug-fix patch in the set"
+    for patch in fixes:
+        assert patch.header("Reproduce") and patch.header("What"), patch.name
+        assert not patch.needed_to_run, f"{patch.name}: a bug fix must be 'Upstream mode: drop'"
+        report = ROOT / "docs" / "upstream" / f"{patch.name}.md"
+        assert report.is_file(), f"{report.name} missing: run repro patches export {patch.name}"
+        assert patch.path.read_text().split("diff --git", 1)[1].splitlines()[0] in report.read_text()
+
+
+def test_in_effect_follows_the_mode(tmp_path, monkeypatch) -> None:
+    repo = make_repo(tmp_path / "Demo", "hi\n")
+    (tmp_path / "patches" / "Demo").mkdir(parents=True)
+    dropped = tmp_path / "patches" / "Demo" / "0001-polite.patch"
+    dropped.write_text(PATCH.replace("Reason: make the greeting polite.\n", "Reason: polite.\nUpstream mode: drop\n"))
+    monkeypatch.setattr(patches, "PATCH_DIR", tmp_path / "patches")
+    monkeypatch.setattr(patches, "ROOT", tmp_path)
+    assert not patches.in_effect("Demo", "0001-polite", "all")  # not committed yet
+    patches.apply(repo, patches.for_checkout("Demo")[0])
+    assert patches.in_effect("Demo", "0001-polite", "all")
+    assert not patches.in_effect("Demo", "0001-polite", "upstream")  # upstream mode leaves it out
+    assert not patches.in_effect("Demo", "0002-missing", "all")

@@ -19,6 +19,15 @@ def test_split_env_takes_the_assignments_of_an_env_prefix() -> None:
     assert preload.split_env(["/bin/prog", "A=1"]) == ({}, ["/bin/prog", "A=1"])
 
 
+def test_a_vllm_from_another_tree_is_detected_on_pythonpath(tmp_path: Path) -> None:
+    """REPRO_PATCHES=upstream puts a pristine vLLM tree first: the preloaded one must not serve it."""
+    (tmp_path / "tree" / "vllm").mkdir(parents=True)
+    (tmp_path / "tree" / "vllm" / "__init__.py").write_text("")
+    assert preload.other_vllm(f"{tmp_path / 'other'}{os.pathsep}{tmp_path / 'tree'}")
+    assert not preload.other_vllm(str(tmp_path / "other"))
+    assert not preload.other_vllm("")
+
+
 def test_preload_never_imports_lmcache_and_vllm_only_when_asked() -> None:
     assert not [m for m in preload.PRELOAD if m.split(".")[0] in ("vllm", "lmcache")]
     assert all(m.startswith("vllm.") for m in preload.PRELOAD_VLLM)

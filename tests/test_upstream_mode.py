@@ -30,21 +30,23 @@ def test_patches_apply_in_order_to_the_pinned_release(key, tmp_path) -> None:
         git(src.path, "worktree", "remove", "--force", str(tree))
 
 
-def test_upstream_tree_is_the_release_plus_the_kept_patches() -> None:
-    src = pins.source("lmcache")
-    assert upstream.dropped(src), "no LMCache patch is under measurement"
+@pytest.mark.parametrize(("key", "extension"), [("lmcache", "lmcache/lmcache_native*.so"), ("vllm", "vllm/_C*.so")])
+def test_upstream_tree_is_the_release_plus_the_kept_patches(key, extension) -> None:
+    src = pins.source(key)
+    assert upstream.dropped(src), f"no {src.checkout} patch is under measurement"
     assert upstream.pythonpath("all") == ""
-    tree = Path(upstream.pythonpath("upstream"))
-    assert tree == upstream.UPSTREAM_DIR / src.checkout
+    trees = upstream.pythonpath("upstream").split(os.pathsep)
+    tree = upstream.UPSTREAM_DIR / src.checkout
+    assert str(tree) in trees
     kept = [p.subject for p in patches.for_checkout(src.checkout) if p.needed_to_run]
     assert git(tree, "log", "--format=%s", f"{src.git_tag}..HEAD").stdout.splitlines()[::-1] == kept
     for patch in upstream.dropped(src):  # its change is not in the tree, as in the release
         assert patches.state(tree, patch) is patches.State.APPLICABLE
-    assert list(tree.glob("lmcache/lmcache_native*.so")), "compiled extension not copied"
+    assert list(tree.glob(extension)), "compiled extension not copied"
     # An edit in the tree is undone on the next use: upstream mode always runs the release.
-    victim = tree / "lmcache" / "__init__.py"
+    victim = tree / src.checkout.lower() / "__init__.py" if key == "lmcache" else tree / "vllm" / "__init__.py"
     victim.write_text(victim.read_text() + "# edited\n")
-    assert Path(upstream.pythonpath("upstream")) == tree
+    assert str(tree) in upstream.pythonpath("upstream").split(os.pathsep)
     assert "# edited" not in victim.read_text()
 
 
@@ -55,8 +57,8 @@ def test_unknown_mode_is_refused() -> None:
 
 def test_upstream_tree_imports_first(tmp_path) -> None:
     """With the tree on PYTHONPATH, Python imports LMCache from it, not from the checkout."""
-    tree = upstream.pythonpath("upstream")
-    code = "import importlib.util as u; print(u.find_spec('lmcache').origin)"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": tree},
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert out.strip().startswith(tree)
+    path = upstream.pythonpath("upstream")
+    code = "import importlib.util as u; print(u.find_spec('lmcache').origin, u.find_spec('vllm').origin)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": path},
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert out[0].startswith(str(upstream.UPSTREAM_DIR / "LMCache")) and out[1].startswith(str(upstream.UPSTREAM_DIR / "vllm"))

@@ -342,6 +342,23 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bad_input(args: argparse.Namespace) -> int:
+    """The bad-input suite against the running servers; exit 1 when a server stopped serving."""
+    from reproduce_vllm_lmcache.experiments import bad_input
+    from reproduce_vllm_lmcache.servers.settings import Settings
+
+    settings = Settings.from_env()
+    targets = ("vllm", "lmcache") if args.target == "both" else (args.target,)
+    print(f"bad input to {', '.join(targets)} on {settings.host} (every case, then a real request and the health endpoint)")
+    outcomes = bad_input.run(settings, targets)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([o.as_dict() for o in outcomes], indent=1) + "\n")
+    failed = [o for o in outcomes if not o.ok]
+    print(f"{len(outcomes) - len(failed)}/{len(outcomes)} cases ok" + (f"; not ok: {', '.join(o.case for o in failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("e2e", help="cold then warm requests per prompt length, proven by metrics")
     p.add_argument("--label", default="e2e", help="suffix of the run folder (default: e2e)")
@@ -352,6 +369,10 @@ def register(sub: Any) -> None:
     p.add_argument("--output", default="run.json", help="file name in the run folder (only run.json updates latest.json)")
     p.add_argument("--repeats", type=int, default=1, help="fresh prompts per length, each sent cold then warm (default: 1)")
     p.set_defaults(func=cmd_e2e)
+    p = sub.add_parser("bad-input", help="malformed ZMQ frames, bad/oversized/truncated HTTP requests to the running servers")
+    p.add_argument("--target", choices=("vllm", "lmcache", "both"), default="both")
+    p.add_argument("--json", type=Path, help="write the outcomes here")
+    p.set_defaults(func=cmd_bad_input)
     sub.add_parser("warmup", help="one short request that does a fresh vLLM's one-off work").set_defaults(func=cmd_warmup)
     p = sub.add_parser("trace", help="one cold and one warm request drawn across both servers (REPRO_TRACE=1 servers)")
     p.add_argument("--run-dir", type=Path, help="record into this folder (default: a new results/runs/<UTC>-trace)")

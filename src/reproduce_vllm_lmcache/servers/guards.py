@@ -4,7 +4,9 @@
   with another dtype against the same LMCache server finds entries of the wrong size. Before
   vLLM starts, the KV identity it will use is compared with the one recorded for the running
   LMCache server (identified by its ``kv_events.incarnation``); on a mismatch the server's L1
-  is cleared (``REPRO_NAMESPACE_GUARD=clear``) or the start is refused (``refuse``).
+  is cleared (``REPRO_NAMESPACE_GUARD=clear``) or the start is refused (``refuse``). With the
+  workspace's patch 0004-kv-namespace-carries-layout running (REPRO_PATCHES=all) the connector
+  keys KV by dtype and layout itself, and the guard says it is not needed.
 * Memory: vLLM's KV space + LMCache L1 + model weights + headroom must fit the memory that is
   available, and L1 must fit /dev/shm.
 """
@@ -20,9 +22,11 @@ import psutil
 
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
+from reproduce_vllm_lmcache.workspace import patches
 
 GIB = 1 << 30
 GUARD_MODES = ("clear", "refuse", "off")
+NAMESPACE_PATCH = "0004-kv-namespace-carries-layout"
 
 
 def kv_identity(settings: Settings) -> dict[str, Any]:
@@ -62,6 +66,8 @@ def check_namespace(settings: Settings, mode: str) -> str:
         raise KnobError(f"REPRO_NAMESPACE_GUARD={mode!r}: expected one of {', '.join(GUARD_MODES)}")
     if mode == "off":
         return "namespace guard off"
+    if patches.in_effect("LMCache", NAMESPACE_PATCH, settings.patches):
+        return f"namespace guard not needed: patch {NAMESPACE_PATCH} keys LMCache's KV by dtype and layout"
     incarnation = lmcache_incarnation(settings)
     identity = kv_identity(settings)
     path = stamp_path(settings)

@@ -1,4 +1,5 @@
-"""``repro`` commands of the workspace layer: the code a result came from, the knobs' reference."""
+"""``repro`` commands of the workspace layer: the code a result came from, the knobs' reference,
+the patch set."""
 
 from __future__ import annotations
 
@@ -37,6 +38,23 @@ def cmd_knobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_patches(args: argparse.Namespace) -> int:
+    """The patch set and each patch's state; ``export NAME``: its upstream-ready report."""
+    from reproduce_vllm_lmcache.workspace import export
+
+    if args.action == "export":
+        if not args.name:
+            print("usage: repro patches export NAME   (NAME from `repro patches`)")
+            return 2
+        out = export.export(args.name)
+        print(f"wrote {out.relative_to(config.ROOT)}")
+        return 0
+    print(export.table())
+    print("\nREPRO_PATCHES=upstream runs the pristine release plus the patches it keeps; "
+          "`repro patches export NAME` writes docs/upstream/NAME.md")  # fmt: skip
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("fingerprint", help="one line that changes whenever a checkout's code changes")
     p.add_argument("checkout", choices=("LMCache", "vllm"))
@@ -46,3 +64,7 @@ def register(sub: Any) -> None:
     mode.add_argument("--write", action="store_true", help="write docs/knobs.md")
     mode.add_argument("--check", action="store_true", help="exit 1 when docs/knobs.md is stale")
     p.set_defaults(func=cmd_knobs)
+    p = sub.add_parser("patches", help="the workspace's patch set with each patch's state; export NAME: its upstream report")
+    p.add_argument("action", nargs="?", choices=("list", "export"), default="list")
+    p.add_argument("name", nargs="?", help="the patch to export (e.g. 0003-mq-loop-survives-bad-messages)")
+    p.set_defaults(func=cmd_patches)

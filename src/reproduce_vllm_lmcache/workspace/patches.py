@@ -88,6 +88,15 @@ def state(repo: Path, patch: Patch) -> State:
     return State.CONFLICT
 
 
+def in_effect(checkout: str, name: str, mode: str) -> bool:
+    """Whether patch ``name`` of ``checkout`` runs in REPRO_PATCHES mode ``mode``: committed in
+    the checkout, and kept by that mode (upstream mode leaves out the ones marked drop)."""
+    found = [p for p in for_checkout(checkout) if p.name == name]
+    if not found or (mode != "all" and not found[0].needed_to_run):
+        return False
+    return state(ROOT / checkout, found[0]) in (State.APPLIED, State.UPSTREAM)
+
+
 def apply(repo: Path, patch: Patch) -> State:
     """Bring one patch to an applied state; return the state found before."""
     found = state(repo, patch)
