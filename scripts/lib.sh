@@ -22,6 +22,10 @@ load_defaults() {
 }
 
 load_defaults
+# REPRO_PATCHES=upstream has a preload server of its own: it imports the pristine trees.
+if [[ $REPRO_PATCHES == upstream && $REPRO_PRELOAD_SOCKET != *-upstream.sock ]]; then
+  export REPRO_PRELOAD_SOCKET="${REPRO_PRELOAD_SOCKET%.sock}-upstream.sock"
+fi
 
 # on_exit 'COMMANDS': run COMMANDS when the script ends, however it ends (exit, error, Ctrl-C,
 # SIGTERM, hang-up), even when its output is gone (`| tee` whose reader died with the Ctrl-C, a
@@ -114,13 +118,13 @@ start_server() {
   local status=1
   if [[ $name == vllm* || $name == lmcache* ]] && preload_answers; then
     # Forked by the preload server (its own session; stopped by it when this script is gone).
-    # Status 3: it imported vllm/ before an edit there; this start goes without it.
+    # Status 3: it holds other vLLM code (edited since, or another tree); this start goes without it.
     SERVER_PID=$(TMPDIR=$tmp "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.servers.preload spawn \
       --socket "$REPRO_PRELOAD_SOCKET" --log "$log" --owner "$(owner_pid)" -- "$@") && status=0 || status=$?
     if [[ $status == 0 ]]; then
       SERVER_VIA=preload
     elif [[ $status == 3 ]]; then
-      echo "$name: starting without the preload server (restart it to make vLLM starts fast again)"
+      echo "$name: starting without the preload server (reason above)"
     else
       die "the preload server did not start $name (stop it with scripts/preload.sh stop, or set REPRO_PRELOAD=off)"
     fi

@@ -1,5 +1,5 @@
-"""Suite-wide: one preload server (scripts/preload.sh) for every server the end-to-end tests
-start, so that each start skips importing torch & co. (as scripts/dev.sh does), and short
+"""Suite-wide: one preload server (scripts/preload.sh) per REPRO_PATCHES mode for every server
+the end-to-end tests start, so that each start skips importing torch & co. (as scripts/dev.sh does), and short
 answers."""
 
 from __future__ import annotations
@@ -23,9 +23,15 @@ def preload_server(request):
     if not wanted or config.get("REPRO_PRELOAD") != "auto":
         yield None
         return
-    server = ScriptedServer("preload.sh", {**os.environ, "REPRO_LOG_DIR": str(config.ROOT / ".repro/logs/tests")})
+    # One per REPRO_PATCHES mode: upstream mode's imports the pristine trees (tests run both).
+    servers = []
     try:
-        server.wait_for(r"preload: serving|already answers", 300)
-        yield server
+        for mode in ("all", "upstream"):
+            env = {**os.environ, "REPRO_LOG_DIR": str(config.ROOT / ".repro/logs/tests"), "REPRO_PATCHES": mode}
+            servers.append(ScriptedServer("preload.sh", env))
+        for server in servers:
+            server.wait_for(r"preload(-upstream)?: serving|already answers", 300)
+        yield servers
     finally:
-        server.interrupt()
+        for server in servers:
+            server.interrupt()

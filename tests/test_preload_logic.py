@@ -23,9 +23,9 @@ def test_a_vllm_from_another_tree_is_detected_on_pythonpath(tmp_path: Path) -> N
     """REPRO_PATCHES=upstream puts a pristine vLLM tree first: the preloaded one must not serve it."""
     (tmp_path / "tree" / "vllm").mkdir(parents=True)
     (tmp_path / "tree" / "vllm" / "__init__.py").write_text("")
-    assert preload.other_vllm(f"{tmp_path / 'other'}{os.pathsep}{tmp_path / 'tree'}")
-    assert not preload.other_vllm(str(tmp_path / "other"))
-    assert not preload.other_vllm("")
+    assert preload.vllm_root(f"{tmp_path / 'other'}{os.pathsep}{tmp_path / 'tree'}") == tmp_path / "tree"
+    assert preload.vllm_root(str(tmp_path / "other")) is None
+    assert preload.vllm_root("") is None
 
 
 def test_preload_never_imports_lmcache_and_vllm_only_when_asked() -> None:

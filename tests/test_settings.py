@@ -152,3 +152,16 @@ def test_preload_server_command_keeps_the_fast_layout_libraries() -> None:
     with_vllm = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast", "REPRO_PRELOAD_VLLM": "1"}).preload_argv("s.sock")
     assert with_vllm[-1] == "--with-vllm" and "VLLM_CPU_KVCACHE_SPACE=1" in with_vllm
     assert "TORCHINDUCTOR_COMPILE_THREADS=1" in argv
+
+
+def test_namespace_guard_stands_down_where_the_patch_keys_by_layout() -> None:
+    """With the patch that puts dtype and layout into LMCache's key running, the guard says it is
+    not needed (no LMCache server is asked); upstream mode runs without that patch, so there it
+    must ask the server (none runs here: the start is refused with the way out)."""
+    from reproduce_vllm_lmcache.servers import guards
+    from reproduce_vllm_lmcache.servers.settings import ServerDown
+
+    note = guards.check_namespace(Settings.from_env({"REPRO_LMCACHE_HTTP_PORT": "1"}), "clear")
+    assert note.startswith("namespace guard not needed") and guards.NAMESPACE_PATCH in note
+    with pytest.raises(ServerDown, match="start it with scripts/start_lmcache.sh"):
+        guards.check_namespace(Settings.from_env({"REPRO_PATCHES": "upstream", "REPRO_LMCACHE_HTTP_PORT": "1"}), "clear")

@@ -77,9 +77,9 @@ def lmcache_serving(ctx: zmq.Context, url: str) -> bool:
     return reply is not None and len(reply) >= 2
 
 
-def _reply_text(reply: list[bytes] | None) -> str:
+def _reply_text(reply: list[bytes] | None, wait_s: float) -> str:
     if reply is None:
-        return f"no reply in {REPLY_WAIT_S:g} s"
+        return f"no reply in {wait_s:g} s"
     return f"reply of {len(reply)} frame(s)"
 
 
@@ -184,7 +184,8 @@ def run(settings: Settings, targets: tuple[str, ...] = ("vllm", "lmcache"), prog
                 answer = send()
                 record(Outcome("lmcache", name, answer, lmcache_serving(ctx, url), http_get(health)))
             for name, frames in ZMQ_CASES:
-                answer = _reply_text(zmq_call(ctx, url, frames, wait_s=1.0 if len(frames) < 3 else REPLY_WAIT_S))
+                wait_s = 1.0 if len(frames) < 2 else REPLY_WAIT_S  # a one-frame message has no request id to answer
+                answer = _reply_text(zmq_call(ctx, url, frames, wait_s), wait_s)
                 time.sleep(0.5)
                 record(Outcome("lmcache", f"ZMQ: {name}", answer, lmcache_serving(ctx, url), http_get(health)))
         finally:

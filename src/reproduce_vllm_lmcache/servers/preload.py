@@ -118,6 +118,12 @@ class Stale(RuntimeError):
     """vllm/ changed after the preload: a forked vLLM would run the old code."""
 
 
+def vllm_root(pythonpath: str) -> Path | None:
+    """The first PYTHONPATH entry that holds a vllm package (REPRO_PATCHES=upstream's pristine
+    tree), or None: then the checkout's vLLM is the one imported."""
+    return next((Path(p) for p in pythonpath.split(os.pathsep) if p and (Path(p) / "vllm" / "__init__.py").is_file()), None)
+
+
 def split_env(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     """``env K=V ... cmd args`` -> ({K: V}, [cmd, args]); other argv unchanged."""
     if not argv or argv[0] != "env":
@@ -255,6 +261,10 @@ class Server:
         edited = changed(self.vllm_files) if self.vllm_files and Path(argv[0]).name == "vllm" else None
         if edited:
             raise Stale(f"{edited} changed after this preload server imported it; restart the preload server")
+        theirs = vllm_root(str(request["env"].get("PYTHONPATH", "")))  # type: ignore[attr-defined]
+        if self.vllm_files and Path(argv[0]).name == "vllm" and theirs != vllm_root(os.environ.get("PYTHONPATH", "")):
+            raise Stale(f"this vLLM runs from {theirs or 'the checkout'}, not the tree this preload server imported "
+                        "(REPRO_PATCHES=upstream has a preload server of its own)")  # fmt: skip
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()

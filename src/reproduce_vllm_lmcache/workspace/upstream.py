@@ -4,7 +4,8 @@ to run at all, next to the workspace's own checkouts (which keep every patch and
 For each checkout with a patch marked ``Upstream mode: drop``, a git worktree of it sits in
 ``.repro/upstream/<checkout>`` at the pinned tag with the kept patches committed on top, and the
 compiled extensions copied from the checkout (the patches touch Python only). The servers find it
-first on their PYTHONPATH. Standard library only.
+first on their PYTHONPATH. A vLLM tree is not served by the preload server (it holds the
+checkout's vLLM): such a vLLM starts the plain way. Standard library only.
 """
 
 from __future__ import annotations
@@ -46,11 +47,6 @@ def _build_outputs(checkout: Path) -> list[str]:
 
 def ensure(src: Source) -> Path:
     """The upstream-mode tree of one checkout, made or refreshed; returns its path."""
-    if src.key == "vllm":
-        raise UpstreamError(
-            "a vLLM patch is marked 'Upstream mode: drop': upstream mode covers LMCache only "
-            "(the preload server holds vLLM's modules); mark it keep or drop it by hand"
-        )
     tree = UPSTREAM_DIR / src.checkout
     kept = [p for p in patches.for_checkout(src.checkout) if p.needed_to_run]
     if not _current(tree, src, kept):
