@@ -116,7 +116,7 @@ start_server() {
   keep_compile_cache "$tmp"
   SERVER_VIA=""
   local status=1
-  if [[ $name == vllm* || $name == lmcache* ]] && preload_answers; then
+  if [[ $name == vllm* || $name == lmcache* || $name == coordinator ]] && preload_answers; then
     # Forked by the preload server (its own session; stopped by it when this script is gone).
     # Status 3: it holds other vLLM code (edited since, or another tree); this start goes without it.
     SERVER_PID=$(TMPDIR=$tmp "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.servers.preload spawn \
@@ -402,4 +402,14 @@ run_foreground() {
   await_exit "$FG_PID" || status=$?
   echo "$FG_NAME: exited with status $status" >&2
   exit "$status"
+}
+
+# enter_netns ARGS...: a start script re-runs itself inside REPRO_NETNS (a network namespace
+# that scripts/nodes.sh made) unless it is there already; its server then binds that
+# namespace's own addresses (127.0.0.1 inside it is not this machine's).
+enter_netns() {
+  [[ -n $REPRO_NETNS ]] || return 0
+  [[ $(ip netns identify $$ 2>/dev/null) != "$REPRO_NETNS" ]] || return 0
+  [[ -e /var/run/netns/$REPRO_NETNS ]] || die "REPRO_NETNS=$REPRO_NETNS: no such network namespace (scripts/nodes.sh makes it)"
+  exec ip netns exec "$REPRO_NETNS" "$0" "$@"
 }

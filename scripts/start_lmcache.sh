@@ -2,6 +2,7 @@
 # Terminal A: the LMCache MP server in the foreground. Ctrl-C stops it and cleans up.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+enter_netns "$@"
 cd "$REPO_ROOT"
 require_env
 

@@ -3,6 +3,7 @@
 # its own port and folder, nothing persisted. Ctrl-C stops it. Start it before start_lmcache.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+enter_netns "$@"
 cd "$REPO_ROOT"
 require_env
 

@@ -3,6 +3,7 @@
 # LMCache server first. Ctrl-C stops vLLM and everything it started, shared memory included.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+enter_netns "$@"
 cd "$REPO_ROOT"
 require_env
 

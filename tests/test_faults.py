@@ -32,7 +32,7 @@ PROMPT = "640"
 MODES = ["upstream", "all"]
 COLUMNS = {"upstream": "pristine upstream (REPRO_PATCHES=upstream)", "all": "with the workspace's patches"}
 SAME = "same code in both modes (no patch concerns it)"
-ORPHAN_WAIT_S = 15.0
+ORPHAN_WAIT_S = 10.0
 
 
 def row(case: str, mode: str, happened: str, **rest: str) -> None:
@@ -133,6 +133,21 @@ def vllm_ready(settings: Settings) -> bool:
             return client.get(f"{settings.vllm_url}/health", timeout=5).status_code == 200
     except requests.RequestException:
         return False
+
+
+def spawn(env: dict[str, str], argv: list[str], log: Path) -> int:
+    """Start argv as the start scripts do, but with no script around it: forked by the preload
+    server of env's mode when one answers (lib.sh picks it), else a plain process. Its pid; it
+    leads its own process group."""
+    fork = ('source scripts/lib.sh && { preload_answers || exit 3; } && exec "$REPO_ROOT/.venv/bin/python" -m '
+            'reproduce_vllm_lmcache.servers.preload spawn --socket "$REPRO_PRELOAD_SOCKET" --log "$1" --owner "$2" -- "${@:3}"')
+    done = subprocess.run(["bash", "-c", fork, "spawn", str(log), str(os.getpid()), *argv], cwd=config.ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    if done.returncode == 0:
+        return int(done.stdout.split()[-1])
+    assert done.returncode == 3, done.stderr
+    with log.open("w") as out:
+        return subprocess.Popen(argv, cwd=config.ROOT, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True).pid
 
 
 def stop_all(*servers: ScriptedServer) -> str:
@@ -254,35 +269,36 @@ def test_lmcache_killed_between_cold_and_warm_then_restarted(env, mode) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_api_server_killed_leaves_no_orphans(env, mode, tmp_path) -> None:
     """Bug: vLLM's EngineCore outlives a SIGKILLed API server (patch vllm/0004-engine-exits-with-parent).
-    vLLM is started directly, not by start_vllm.sh, whose exit trap would stop the orphans (the
-    workspace's guard) and hide the bug."""
-    settings = Settings.from_env({**env, "REPRO_PATCHES": mode})
+    vLLM is started directly (forked by the mode's preload server when one runs, as the start
+    scripts do), not by start_vllm.sh, whose exit trap would stop the orphans (the workspace's
+    guard) and hide the bug."""
+    env = {**env, "REPRO_PATCHES": mode, "TMPDIR": str(tmp_path)}
+    settings = Settings.from_env(env)
     log = tmp_path / "vllm.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(settings.vllm_argv(connector=False), cwd=config.ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env={**env, "TMPDIR": str(tmp_path)}, start_new_session=True)  # fmt: skip
+    pid = spawn(env, settings.vllm_argv(connector=False), log)
     try:
         deadline = time.monotonic() + 600
         while not vllm_ready(settings):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            assert alive({pid}) and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(2)
-        engines = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        engines = {p.pid for p in psutil.Process(pid).children(recursive=True)}
         assert engines, "vLLM started no engine process"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        os.kill(pid, signal.SIGKILL)
         died = time.monotonic()
         while alive(engines) and time.monotonic() - died < ORPHAN_WAIT_S:
             time.sleep(0.5)
         orphans, gone_after = alive(engines), time.monotonic() - died
         obeyed_term = None
         if orphans:  # do they stop when asked?
-            for pid in orphans:
-                os.kill(pid, signal.SIGTERM)
-            time.sleep(10)
+            for orphan in orphans:
+                os.kill(orphan, signal.SIGTERM)
+            asked = time.monotonic()
+            while alive(orphans) and time.monotonic() - asked < 10:
+                time.sleep(0.5)
             obeyed_term = not alive(orphans)
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the group: API server and every engine process
+            os.killpg(pid, signal.SIGKILL)  # the group: API server and every engine process
     happened = (f"{len(orphans)} engine process(es) still running {ORPHAN_WAIT_S:.0f} s after the API server died; "
                 f"SIGTERM then {'stopped them' if obeyed_term else 'did NOT stop them within 10 s'}" if orphans
                 else f"its {len(engines)} engine process(es) exited {gone_after:.1f} s after the API server died")  # fmt: skip
@@ -325,13 +341,17 @@ def test_bad_input_to_lmcache(env, mode) -> None:
         assert one_frame["ok"], one_frame
 
 
-def test_start_scripts_killed_with_sigkill_take_their_servers_along(env) -> None:
-    """A start script that cannot clean up (SIGKILL) still takes its server along: LMCache
+def test_small_l1_then_start_scripts_killed_with_sigkill(env) -> None:
+    """Two cases on one pair of servers. An L1 too small for one prompt: a miss, not a crash.
+    Then a start script that cannot clean up (SIGKILL) still takes its server along: LMCache
     started the plain way (the kernel's parent-death signal), vLLM forked by the preload server
     when one runs (it watches the script). The worker's segment is gone afterwards: unlinked by
     the worker itself when it got to shut down (patch 0005), else removed by the next preflight."""
-    lmcache = start("start_lmcache.sh", {**env, "REPRO_PRELOAD": "off"}, "lmcache: serving")
-    vllm = start("start_vllm.sh", env, "vllm: serving")
+    small = {**env, "REPRO_L1_SIZE_GB": "0.02", "REPRO_PROMPT_TOKENS": "1500"}
+    lmcache = start("start_lmcache.sh", {**small, "REPRO_PRELOAD": "off"}, "lmcache: serving")
+    vllm = start("start_vllm.sh", small, "vllm: serving")
+    got, out = rounds(small, "cold,warm", f"small-{time.time_ns()}", "small")
+    healthy = lmcache.proc.poll() is None and vllm.proc.poll() is None
     pids = lmcache.group | vllm.group
     segments = shm_segments(pids)
     for server in (vllm, lmcache):
@@ -343,32 +363,23 @@ def test_start_scripts_killed_with_sigkill_take_their_servers_along(env) -> None
     leftover = shm_segments(pids)
     preflight = subprocess.run([str(config.ROOT / ".venv/bin/repro"), "preflight", "vllm"], cwd=config.ROOT, env=env,
                                capture_output=True, text=True, timeout=60)  # fmt: skip
-    case = "start scripts killed with SIGKILL (no cleanup possible)"
-    row(case, "upstream", SAME)
-    row(case, "all", f"servers gone {'yes' if not left else 'NO'} within 90 s; {len(segments)} worker segment(s), "
-                    f"{len(leftover)} left for the next preflight; all gone after it: {'yes' if not shm_segments(pids) else 'NO'}",
-        requests="0/0", identical="n/a", leaks="none" if not left and not shm_segments(pids) else f"{left} {shm_segments(pids)}")  # fmt: skip
-    assert not left, f"left running: {left}"
-    assert not shm_segments(pids), preflight.stdout + preflight.stderr
-    assert segments, "vLLM's worker had no segment: nothing was checked"
-    assert all(f"removed {seg}" in preflight.stdout for seg in leftover), preflight.stdout
-
-
-def test_l1_too_small_for_one_prompt_is_a_miss_not_a_crash(env) -> None:
-    small = {**env, "REPRO_L1_SIZE_GB": "0.02", "REPRO_PROMPT_TOKENS": "1500"}
-    lmcache = start("start_lmcache.sh", small, "lmcache: serving")
-    vllm = start("start_vllm.sh", small, "vllm: serving")
-    got, out = rounds(small, "cold,warm", f"small-{time.time_ns()}", "small")
-    healthy = lmcache.proc.poll() is None and vllm.proc.poll() is None
-    leaks = stop_all(vllm, lmcache)
     assert got, out[-3000:]
     cold, warm = got
     case = "LMCache L1 of 20 MB, 1500-token prompt (~69 MB of KV)"
     row(case, "upstream", SAME)
     row(case, "all", f"cold stored {cold['lmcache_l1_write_chunks']} chunks, warm read {warm['lmcache_l1_read_chunks']} "
                     f"({warm['vllm_external_hit_tokens']} hit tokens); servers still up: {healthy}",
-        requests="2/0", identical=same(cold, warm), leaks=leaks)  # fmt: skip
+        requests="2/0", identical=same(cold, warm), leaks="see the next row (the servers are then SIGKILLed)")  # fmt: skip
+    case = "start scripts killed with SIGKILL (no cleanup possible)"
+    row(case, "upstream", SAME)
+    row(case, "all", f"servers gone {'yes' if not left else 'NO'} within 90 s; {len(segments)} worker segment(s), "
+                    f"{len(leftover)} left for the next preflight; all gone after it: {'yes' if not shm_segments(pids) else 'NO'}",
+        requests="0/0", identical="n/a", leaks="none" if not left and not shm_segments(pids) else f"{left} {shm_segments(pids)}")  # fmt: skip
     assert healthy and warm["vllm_external_hit_tokens"] < expected_hit(1500) and same(cold, warm) == "yes"
+    assert not left, f"left running: {left}"
+    assert not shm_segments(pids), preflight.stdout + preflight.stderr
+    assert segments, "vLLM's worker had no segment: nothing was checked"
+    assert all(f"removed {seg}" in preflight.stdout for seg in leftover), preflight.stdout
 
 
 def test_port_taken_and_bad_knobs_are_refused_before_anything_starts(env) -> None:

@@ -22,7 +22,8 @@ from reproduce_vllm_lmcache.servers import http_client
 from reproduce_vllm_lmcache.servers.settings import Settings
 
 BIG = 32 << 20  # an oversized body / frame: 32 MiB
-REPLY_WAIT_S = 5.0
+REPLY_WAIT_S = 5.0  # for an answer the server owes (health, a well-formed request)
+BAD_REPLY_WAIT_S = 2.0  # for an answer to a bad message: when one comes, it comes at once
 
 
 @dataclass
@@ -184,7 +185,7 @@ def run(settings: Settings, targets: tuple[str, ...] = ("vllm", "lmcache"), prog
                 answer = send()
                 record(Outcome("lmcache", name, answer, lmcache_serving(ctx, url), http_get(health)))
             for name, frames in ZMQ_CASES:
-                wait_s = 1.0 if len(frames) < 2 else REPLY_WAIT_S  # a one-frame message has no request id to answer
+                wait_s = 1.0 if len(frames) < 2 else BAD_REPLY_WAIT_S  # a one-frame message has no request id to answer
                 answer = _reply_text(zmq_call(ctx, url, frames, wait_s), wait_s)
                 time.sleep(0.5)
                 record(Outcome("lmcache", f"ZMQ: {name}", answer, lmcache_serving(ctx, url), http_get(health)))

@@ -359,7 +359,31 @@ def cmd_bad_input(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """One phase of scripts/nodes.sh against nodes it started (each maybe in its own namespace)."""
+    from reproduce_vllm_lmcache.experiments import nodes
+    from reproduce_vllm_lmcache.report import results
+
+    timeout = float(config.get("REPRO_REQUEST_TIMEOUT"))
+    specs = [nodes.NodeSpec.parse(text) for text in args.node]
+    opened = [nodes.Node(spec) for spec in specs]
+    try:
+        if args.phase == "share":
+            a, b = opened
+            part = nodes.share(a, b, nodes.prompt_tokens(), nodes.seed(), timeout, args.coordinator)
+            results.write(args.run_dir, "nodes-share.json", part, latest=False)
+            return 0
+        first = nodes.load(args.run_dir / "nodes-share.json")
+        part = nodes.after_restart(opened[0], first, timeout, args.coordinator)
+        summary = nodes.summary(first, part, {"mode": args.topology, "nodes": [vars(s) for s in specs]})
+        return _record(args.run_dir, "nodes.json", summary, opened[0].session.settings.as_dict())
+    finally:
+        for node in opened:
+            node.close()
+
+
 def register(sub: Any) -> None:
+    _register_soak(sub)
     p = sub.add_parser("e2e", help="cold then warm requests per prompt length, proven by metrics")
     p.add_argument("--label", default="e2e", help="suffix of the run folder (default: e2e)")
     p.add_argument("--run-dir", type=Path, help="record into this folder instead of a new one")
@@ -421,3 +445,174 @@ def register(sub: Any) -> None:
     p = sub.add_parser("profile-report", help="top functions of the py-spy profiles in a run folder")
     p.add_argument("run_dir", type=Path)
     p.set_defaults(func=cmd_profile_report)
+    p = sub.add_parser("nodes", help="one phase of scripts/nodes.sh: share (A to B and back through the store) or restart")
+    p.add_argument("phase", choices=("share", "restart"))
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--node", action="append", required=True, help="NAME,NETNS|-,LMCACHE_PORT,LMCACHE_HTTP_PORT,VLLM_PORT")
+    p.add_argument("--coordinator", required=True, help="the coordinator's URL, as the nodes reach it")
+    p.add_argument("--topology", default="", help="how the nodes are connected (recorded)")
+    p.set_defaults(func=cmd_nodes)
+
+
+# --- soak (scripts/soak.sh, scripts/observe.sh) ------------------------------------------------
+
+
+def _soak_bounds() -> Any:
+    from reproduce_vllm_lmcache.experiments.soak import Bounds
+
+    return Bounds(
+        warmup_s=float(config.get("REPRO_SOAK_WARMUP_S")), recovery_s=float(config.get("REPRO_SOAK_RECOVERY_S")),
+        rss_growth_mb=float(config.get("REPRO_SOAK_RSS_GROWTH_MB")), shm_growth_mb=float(config.get("REPRO_SOAK_SHM_GROWTH_MB")),
+        hit_recovery=float(config.get("REPRO_SOAK_HIT_RECOVERY")), eviction_share=float(config.get("REPRO_SOAK_EVICTION_SHARE")),
+        tie_tolerance=float(config.get("REPRO_TIE_TOLERANCE")),
+    )  # fmt: skip
+
+
+def cmd_soak_check(args: argparse.Namespace) -> int:
+    """Before anything starts: Prometheus is installed and the soak's knobs make sense."""
+    from reproduce_vllm_lmcache.servers import prometheus
+
+    binary = prometheus.find_binary(config.get("REPRO_PROMETHEUS_BIN"))
+    if args.observe:
+        print(f"observe: Prometheus {binary}")
+        return 0
+    seqs, minutes = int(config.get("REPRO_SOAK_MAX_NUM_SEQS")), float(config.get("REPRO_SOAK_MINUTES"))
+    if seqs < 2:
+        raise KnobError(f"REPRO_SOAK_MAX_NUM_SEQS={seqs}: the soak batches requests, it needs 2 or more")
+    if minutes * 60 < 2 * float(config.get("REPRO_SOAK_WARMUP_S")):
+        raise KnobError(f"REPRO_SOAK_MINUTES={minutes}: the load must last at least twice REPRO_SOAK_WARMUP_S")
+    _soak_bounds()  # every bound parses
+    # A chat's history grows every turn (the answer and the next input); it must fit the model.
+    g = {k: float(config.get(f"REPRO_SOAK_CHAT_{k}")) for k in ("USERS", "QPS", "SHARED_TOKENS", "HISTORY_TOKENS", "INPUT_TOKENS", "ROUND_S")}
+    turns = g["ROUND_S"] * g["QPS"] / g["USERS"]
+    longest = g["SHARED_TOKENS"] + g["HISTORY_TOKENS"] + (turns + 1) * (g["INPUT_TOKENS"] + int(config.get("REPRO_SOAK_OUTPUT_TOKENS")) + 10)
+    if longest > int(config.get("REPRO_MAX_MODEL_LEN")):
+        raise KnobError(f"soak chat: a session reaches ~{longest:.0f} tokens in REPRO_SOAK_CHAT_ROUND_S; "
+                        f"over REPRO_MAX_MODEL_LEN={config.get('REPRO_MAX_MODEL_LEN')}: shorten the round or the history")  # fmt: skip
+    print(f"soak: {minutes:g} min of load, L1 {config.get('REPRO_SOAK_L1_SIZE_GB')} GiB, max-num-seqs {seqs}, Prometheus {binary}")
+    return 0
+
+
+def cmd_soak_prometheus(args: argparse.Namespace) -> int:
+    """Write DIR/prometheus.yml (both servers' /metrics) and print Prometheus's argv, NUL-separated."""
+    import sys
+
+    from reproduce_vllm_lmcache.servers import prometheus
+    from reproduce_vllm_lmcache.servers.settings import Settings
+
+    s = Settings.from_env()
+    targets = {"vllm": f"{s.host}:{s.vllm_port}", "lmcache": f"{s.host}:{s.lmcache_http_port}"}
+    args.dir.mkdir(parents=True, exist_ok=True)
+    (args.dir / "prometheus.yml").write_text(prometheus.config_text(targets, float(config.get("REPRO_PROMETHEUS_SCRAPE_S"))))
+    argv = prometheus.argv(prometheus.find_binary(config.get("REPRO_PROMETHEUS_BIN")), args.dir / "prometheus.yml",
+                           args.dir / "data", s.host, int(config.get("REPRO_PROMETHEUS_PORT")))  # fmt: skip
+    sys.stdout.write("\0".join(argv) + "\0")
+    return 0
+
+
+def cmd_soak_queries(args: argparse.Namespace) -> int:
+    from reproduce_vllm_lmcache.servers import prometheus
+
+    for name, query in prometheus.QUERIES.items():
+        print(f"{name}: {query}")
+    return 0
+
+
+def cmd_soak_sample(args: argparse.Namespace) -> int:
+    """Until stopped (SIGTERM): every INTERVAL s one JSON line of RSS per server process and /dev/shm."""
+    from reproduce_vllm_lmcache.servers import prometheus
+
+    interval = float(config.get("REPRO_SOAK_SAMPLE_S"))
+    with args.out.open("a") as f:
+        while True:
+            started = time.monotonic()
+            f.write(json.dumps(prometheus.sample(prometheus.read_leaders(args.pids))) + "\n")
+            f.flush()
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def cmd_soak_answers(args: argparse.Namespace) -> int:
+    """The sample prompts against the running vLLM: twice (the soak's, with LMCache) or once (plain)."""
+    from reproduce_vllm_lmcache.experiments import soak
+    from reproduce_vllm_lmcache.experiments.client import Session
+    from reproduce_vllm_lmcache.servers.settings import Settings
+
+    session = Session(Settings.from_env())
+    try:
+        found = soak.sample_answers(session, int(config.get("REPRO_SOAK_SAMPLE_TOKENS")), int(config.get("REPRO_SOAK_SAMPLE_PROMPTS")),
+                                    "soak-sample", args.name != "baseline", float(config.get("REPRO_REQUEST_TIMEOUT")))  # fmt: skip
+    finally:
+        session.close()
+    path = args.run_dir / f"answers-{args.name}.json"
+    path.write_text(json.dumps(found, indent=1) + "\n")
+    print(f"recorded {path}")
+    return 0
+
+
+def cmd_soak_collect(args: argparse.Namespace) -> int:
+    """At the end of the load: the Prometheus series (query_range) and the LMCache /status."""
+    from reproduce_vllm_lmcache.experiments import soak
+    from reproduce_vllm_lmcache.servers import http_client, lmcache_api, prometheus
+    from reproduce_vllm_lmcache.servers.settings import Settings
+
+    s = Settings.from_env()
+    client = http_client.session()
+    url = f"http://{s.host}:{config.get('REPRO_PROMETHEUS_PORT')}"
+    step = float(config.get("REPRO_PROMETHEUS_SCRAPE_S"))
+    series = prometheus.collect(client, url, args.start, args.end, step)
+    (args.run_dir / "prometheus-series.json").write_text(json.dumps(series) + "\n")
+    state = lmcache_api.status(client, s.lmcache_http_url)
+    (args.run_dir / "lmcache-status.json").write_text(json.dumps(state, indent=1) + "\n")
+    print(f"recorded {len(series)} Prometheus queries and the LMCache /status in {args.run_dir}")
+    if args.kv_bytes_out:
+        args.kv_bytes_out.write_text(f"{soak.kv_bytes_per_chunk(state, s.chunk_size)}\n")
+    return 0
+
+
+def cmd_soak_report(args: argparse.Namespace) -> int:
+    from reproduce_vllm_lmcache.experiments import soak
+    from reproduce_vllm_lmcache.report import results, soak_plots
+
+    run_dir: Path = args.run_dir
+    l1 = float(config.get("REPRO_SOAK_L1_SIZE_GB"))
+    summary = soak.summarize(run_dir, _soak_bounds(), l1)
+    rows = soak.load_requests(run_dir / "bench")
+    series = json.loads((run_dir / "prometheus-series.json").read_text()) if (run_dir / "prometheus-series.json").is_file() else {}
+    soak_plots.timeline(rows, series, soak.load_samples(run_dir / "samples.jsonl"), summary["restart"],
+                        summary["times"]["load_started"], run_dir / "soak-timeline.png")  # fmt: skip
+    sim = summary["simulator"]
+    if sim["curve"]:
+        soak_plots.simulator(sim["curve"], sim["observed_vllm_hit_rate"], l1, run_dir / "soak-simulator.png")
+    summary["config"] = {"knobs": config.resolved(), **results.environment()}
+    path = results.write(run_dir, "soak.json", summary, latest=False)
+    print("\n".join(soak.lines(summary)))
+    print(f"recorded {path} and plots soak-timeline.png" + (", soak-simulator.png" if sim["curve"] else ""))
+    return 0 if summary["passed"] else 1
+
+
+def _register_soak(sub: Any) -> None:
+    soak = sub.add_parser("soak", help="the soak's steps (scripts/soak.sh, scripts/observe.sh)").add_subparsers(dest="step", required=True)
+    p = soak.add_parser("check", help="Prometheus installed, soak knobs valid")
+    p.add_argument("--observe", action="store_true", help="only the Prometheus binary (scripts/observe.sh)")
+    p.set_defaults(func=cmd_soak_check)
+    p = soak.add_parser("prometheus", help="write DIR/prometheus.yml, print Prometheus's argv (NUL-separated)")
+    p.add_argument("--dir", type=Path, required=True)
+    p.set_defaults(func=cmd_soak_prometheus)
+    soak.add_parser("queries", help="the PromQL queries the soak plots").set_defaults(func=cmd_soak_queries)
+    p = soak.add_parser("sample", help="RSS of every server process and /dev/shm, every REPRO_SOAK_SAMPLE_S, until SIGTERM")
+    p.add_argument("--pids", type=Path, required=True, help='file of "ROLE PID" lines (process-group leaders)')
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_soak_sample)
+    p = soak.add_parser("answers", help="the sample prompts against the running vLLM")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--name", choices=("lmcache", "baseline"), required=True)
+    p.set_defaults(func=cmd_soak_answers)
+    p = soak.add_parser("collect", help="Prometheus series over the load and LMCache's /status, into the run folder")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--start", type=float, required=True)
+    p.add_argument("--end", type=float, required=True)
+    p.add_argument("--kv-bytes-out", type=Path, help="write the KV bytes per chunk (for the cache simulator) here")
+    p.set_defaults(func=cmd_soak_collect)
+    p = soak.add_parser("report", help="verdicts, soak.json and plots of a soak run folder")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_soak_report)

@@ -37,8 +37,8 @@ def store_contents(session: Session) -> dict[str, Any]:
     """What the L2 store itself holds: Redis keys and memory, or files and bytes on disk."""
     s = session.settings
     if s.l2 == "redis":
-        keys = int(redis_command(s.host, s.redis_port, "DBSIZE").strip()[1:])
-        info = redis_command(s.host, s.redis_port, "INFO", "memory")
+        keys = int(redis_command(s.store_host, s.redis_port, "DBSIZE").strip()[1:])
+        info = redis_command(s.store_host, s.redis_port, "INFO", "memory")
         used = next((int(line.split(":")[1]) for line in info.splitlines() if line.startswith("used_memory:")), 0)
         return {"store": f"redis {s.redis_url}", "objects": keys, "bytes": used}
     files = [p for p in Path(s.l2_disk_dir).rglob("*") if p.is_file()]

@@ -26,7 +26,8 @@ def cmd_command(args: argparse.Namespace) -> int:
     if args.server == "preload":
         argv = settings.preload_argv(config.get("REPRO_PRELOAD_SOCKET"))
     else:
-        argv = {"lmcache": settings.lmcache_argv, "vllm": settings.vllm_argv, "redis": settings.redis_argv}[args.server]()
+        argv = {"lmcache": settings.lmcache_argv, "vllm": settings.vllm_argv, "redis": settings.redis_argv,
+                "coordinator": settings.coordinator_argv}[args.server]()  # fmt: skip
     sys.stdout.write("\0".join(argv) + "\0")
     return 0
 
@@ -35,7 +36,8 @@ def cmd_url(args: argparse.Namespace) -> int:
     from reproduce_vllm_lmcache.servers.settings import Settings
 
     settings = Settings.from_env()
-    print({"lmcache": settings.lmcache_http_url, "vllm": settings.vllm_url, "redis": settings.redis_url}[args.server])
+    print({"lmcache": settings.lmcache_http_url, "vllm": settings.vllm_url, "redis": settings.redis_url,
+           "coordinator": settings.coordinator_base_url}[args.server])  # fmt: skip
     return 0
 
 
@@ -48,6 +50,9 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     check_ports(args.server, settings)
     if args.server == "redis":
         print(f"redis: {check_redis_binary(settings)} on {settings.redis_url}, folder {settings.redis_dir}")
+        return 0
+    if args.server == "coordinator":
+        print(f"coordinator: LMCache's, on {settings.coordinator_base_url}")
         return 0
     if args.server == "vllm":
         for line in remove_stale_segments():
@@ -108,7 +113,8 @@ def register(sub: Any) -> None:
         ("preflight", cmd_preflight, "validate knobs and ports before starting a server"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("server", choices=("lmcache", "vllm", "redis", "preload") if name == "command" else ("lmcache", "vllm", "redis"))
+        servers = ("lmcache", "vllm", "redis", "coordinator")
+        p.add_argument("server", choices=(*servers, "preload") if name == "command" else servers)
         p.set_defaults(func=func)
     sub.add_parser("guard", help="KV namespace guard before vLLM starts (needs LMCache up)").set_defaults(func=cmd_guard)
     p = sub.add_parser("status", help="what is cached, hit rates and the last requests, from the servers' endpoints")

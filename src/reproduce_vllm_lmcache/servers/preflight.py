@@ -47,14 +47,17 @@ def ports_for(server: str, settings: Settings) -> dict[str, int]:
         return {"REPRO_VLLM_PORT": settings.vllm_port}
     if server == "redis":
         return {"REPRO_REDIS_PORT": settings.redis_port}
+    if server == "coordinator":
+        return {"REPRO_COORDINATOR_PORT": settings.coordinator_port}
     raise KnobError(f"unknown server {server!r}")
 
 
 def check_ports(server: str, settings: Settings) -> None:
+    host = settings.store_host if server in ("redis", "coordinator") else settings.host
     for knob, port in ports_for(server, settings).items():
-        if not port_free(settings.host, port):
+        if not port_free(host, port):
             raise KnobError(
-                f"port {port} ({knob}) on {settings.host} is taken by {port_holder(port)}; "
+                f"port {port} ({knob}) on {host} is taken by {port_holder(port)}; "
                 f"stop that process or choose another port, e.g. {knob}={port + 1}"
             )
 

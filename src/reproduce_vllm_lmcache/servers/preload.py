@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from reproduce_vllm_lmcache.servers import netns
+
 # Imported once, before any fork (what a vLLM or LMCache start spends most of its time on;
 # measured with python -X importtime). Never vllm or lmcache themselves.
 PRELOAD = (
@@ -162,6 +164,11 @@ def _run_child(request: dict[str, object]) -> None:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.closerange(3, 65536)  # the listening socket and the client's connection stay behind
+        # The server lives in its start script's network namespace (e.g. under `ip netns exec`,
+        # scripts/nodes.sh), not in the preload server's.
+        owner = int(request["owner"])  # type: ignore[call-overload]
+        if owner > 1 and not netns.same_as(owner):
+            netns.join_process(owner)
         os.chdir(str(request["cwd"]))
         argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
         try:  # ps and top show the server, not the preload server (before environ changes)

@@ -6,6 +6,7 @@ Every check happens here, before any server starts; bash scripts only run what t
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
 import platform
@@ -196,17 +197,31 @@ class Settings:
     # REPRO_PATCHES: all (every workspace patch, the checkouts as they are) or upstream (the
     # pristine upstream LMCache plus only the patches needed to run, on the servers' PYTHONPATH).
     patches: str = "all"
+    # Several nodes (scripts/nodes.sh): the network namespace the start scripts run in, the
+    # address of the shared services (Redis, the coordinator), the coordinator's port and URL,
+    # this LMCache server's name there, and what its L1 keeps of what it loads from L2.
+    netns: str = ""
+    store_host: str = "127.0.0.1"
+    coordinator_port: int = 9300
+    coordinator_url: str = ""
+    instance_id: str = ""
+    l2_prefetch_policy: str = "default"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ) if env is None else env
-        port_knobs = ("REPRO_LMCACHE_PORT", "REPRO_LMCACHE_HTTP_PORT", "REPRO_VLLM_PORT", "REPRO_REDIS_PORT")
+        port_knobs = ("REPRO_LMCACHE_PORT", "REPRO_LMCACHE_HTTP_PORT", "REPRO_VLLM_PORT", "REPRO_REDIS_PORT", "REPRO_COORDINATOR_PORT")
         ports = {key: _port(env, key) for key in port_knobs}
         if len(set(ports.values())) != len(ports):
             raise KnobError(f"ports must differ: {ports}")
         host = config.get("REPRO_HOST", env)
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise KnobError(f"REPRO_HOST={host!r}: servers bind to loopback only (127.0.0.1, localhost or ::1)")
+        netns = config.get("REPRO_NETNS", env)
+        store_host = config.get("REPRO_STORE_HOST", env) or host
+        if store_host != host and not netns and not ipaddress.ip_address(store_host.replace("localhost", "127.0.0.1")).is_loopback:
+            raise KnobError(f"REPRO_STORE_HOST={store_host!r}: a loopback address, unless REPRO_NETNS puts the servers "
+                            "in a network namespace (scripts/nodes.sh), where it is an address of that namespace's link")  # fmt: skip
         raw_lengths = config.get("REPRO_PROMPT_TOKENS", env)
         try:
             lengths = tuple(int(x) for x in raw_lengths.replace(" ", ",").split(",") if x)
@@ -270,6 +285,12 @@ class Settings:
             trace=trace,
             trace_file=str(config.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct") if trace else "",
             patches=_choice(env, "REPRO_PATCHES", upstream.MODES),
+            netns=netns,
+            store_host=store_host,
+            coordinator_port=ports["REPRO_COORDINATOR_PORT"],
+            coordinator_url=config.get("REPRO_COORDINATOR_URL", env),
+            instance_id=config.get("REPRO_LMCACHE_INSTANCE_ID", env),
+            l2_prefetch_policy=_choice(env, "REPRO_L2_PREFETCH_POLICY", ("default", "retain")),
         )
 
     # --- URLs ------------------------------------------------------------------------
@@ -287,7 +308,12 @@ class Settings:
 
     @property
     def redis_url(self) -> str:
-        return f"tcp://{self.host}:{self.redis_port}"
+        return f"tcp://{self.store_host}:{self.redis_port}"
+
+    @property
+    def coordinator_base_url(self) -> str:
+        """Where scripts/start_coordinator.sh serves (REPRO_COORDINATOR_URL points servers at one)."""
+        return f"http://{self.store_host}:{self.coordinator_port}"
 
     @property
     def lmcache_rpc_url(self) -> str:
@@ -327,6 +353,13 @@ class Settings:
             argv += ["--shm-name", self.lmcache_shm_name]
         if self.l2 != "none":
             argv += ["--l2-adapter", json.dumps(self.l2_adapter())]
+        if self.l2 != "none" and self.l2_prefetch_policy != "default":
+            argv += ["--l2-prefetch-policy", self.l2_prefetch_policy]
+        if self.coordinator_url:  # register, heartbeat and report cache events (store, evict, access)
+            argv += ["--coordinator-url", self.coordinator_url, "--coordinator-event-reporting",
+                     "--coordinator-advertise-ip", self.host]  # fmt: skip
+        if self.instance_id:
+            argv += ["--instance-id", self.instance_id]
         if self.trace:
             argv += ["--trace-level", "storage", "--trace-output", self.trace_file]
         return argv + list(self.lmcache_extra_args)
@@ -334,7 +367,7 @@ class Settings:
     def l2_adapter(self) -> dict[str, object]:
         """LMCache's own L2 adapter spec: ``resp`` (its native Redis client) or ``fs`` (files)."""
         if self.l2 == "redis":
-            return {"type": "resp", "host": self.host, "port": self.redis_port}
+            return {"type": "resp", "host": self.store_host, "port": self.redis_port}
         if self.l2 == "disk":
             return {"type": "fs", "base_path": self.l2_disk_dir}
         raise KnobError(f"REPRO_L2={self.l2!r}: no L2 adapter")
@@ -343,10 +376,19 @@ class Settings:
         """A Redis server for LMCache's L2: loopback only, own port and folder, nothing persisted."""
         return [
             self.redis_server,
-            "--bind", self.host, "--port", str(self.redis_port),
+            "--bind", self.store_host, "--port", str(self.redis_port),
             "--dir", self.redis_dir,
             "--save", "", "--appendonly", "no",
             "--protected-mode", "yes",
+        ]  # fmt: skip
+
+    def coordinator_argv(self) -> list[str]:
+        """LMCache's fleet coordinator (directory of servers and of their cache events)."""
+        return [
+            "env", "LMCACHE_DISABLE_BANNER=1", *(f"{k}={v}" for k, v in self.code_env().items()),
+            str(venv_bin("lmcache")), "coordinator",
+            "--host", self.store_host, "--port", str(self.coordinator_port),
+            "--chunk-size", str(self.chunk_size),
         ]  # fmt: skip
 
     def vllm_env(self) -> dict[str, str]:

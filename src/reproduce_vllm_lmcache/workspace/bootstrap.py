@@ -24,6 +24,7 @@ from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.workspace import fetch
 from reproduce_vllm_lmcache.workspace import patches
 from reproduce_vllm_lmcache.workspace import pins
+from reproduce_vllm_lmcache.workspace import system
 from reproduce_vllm_lmcache.workspace import wheels
 from reproduce_vllm_lmcache.workspace import model as model_mod
 from reproduce_vllm_lmcache.config import ROOT
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         ("uv environment (.venv)", sync),
         ("vLLM CPU kernel libraries", ensure_kernels),
         ("model", prepare_model),
+        ("platform programs (Redis, Prometheus, iproute2, Chromium)", system.ensure),
         ("checks", lambda: run_checks(args.check)),
     ]
     started = time.monotonic()

@@ -1,0 +1,223 @@
+"""Two nodes, one store (scripts/nodes.sh): each node an LMCache server and a vLLM, sharing KV
+through one Redis via LMCache's own L2 adapter, registered with LMCache's coordinator. A
+prompt prefilled on one node must be a hit on the other from the store (its L1 empty before),
+token-identical; then the other way; then node A's LMCache, restarted empty, hits from the
+store. Each node may live in its own network namespace: every request to it is made from
+inside that namespace (servers.netns)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache.experiments import l2
+from reproduce_vllm_lmcache.experiments.client import Round, Session
+from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
+from reproduce_vllm_lmcache.servers import lmcache_api, metrics, netns
+from reproduce_vllm_lmcache.servers.settings import Settings, venv_bin
+
+COORDINATOR_VIEWS = ("instances", "directory", "usage")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node as scripts/nodes.sh made it: NAME,NETNS,LMCACHE_PORT,LMCACHE_HTTP_PORT,VLLM_PORT
+    (NETNS "-" when the node shares this machine's loopback)."""
+
+    name: str
+    netns: str
+    lmcache_port: int
+    lmcache_http_port: int
+    vllm_port: int
+
+    @classmethod
+    def parse(cls, text: str) -> NodeSpec:
+        try:
+            name, ns, rpc, http, vllm = text.split(",")
+            return cls(name, "" if ns == "-" else ns, int(rpc), int(http), int(vllm))
+        except ValueError:
+            raise ValueError(f"--node {text!r}: expected NAME,NETNS|-,LMCACHE_PORT,LMCACHE_HTTP_PORT,VLLM_PORT") from None
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "REPRO_LMCACHE_PORT": str(self.lmcache_port),
+                "REPRO_LMCACHE_HTTP_PORT": str(self.lmcache_http_port), "REPRO_VLLM_PORT": str(self.vllm_port)}  # fmt: skip
+
+
+class Node:
+    """A connection to one node's servers, made (and always used) inside its namespace."""
+
+    def __init__(self, spec: NodeSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        with self.inside():
+            self.session = Session(Settings.from_env(spec.env()))
+
+    def inside(self) -> AbstractContextManager[None]:
+        return netns.entered(self.spec.netns)
+
+    def round(self, name: str, label: str, ids: list[int], timeout: float) -> Round:
+        with self.inside():
+            return self.session.round(f"{name}@{self.name}", label, ids, timeout)
+
+    def l1_objects(self) -> int:
+        with self.inside():
+            state = lmcache_api.status(self.session.client, self.session.settings.lmcache_http_url)
+        return int(lmcache_api.l1(state).get("total_object_count", -1))
+
+    def wait_stored(self, before: float, chunks: int) -> float:
+        with self.inside():
+            return l2.wait_l2_stored(self.session, before, chunks)
+
+    def wait_registered(self, timeout: float = 120) -> float:
+        """Seconds until this node's vLLM has registered its KV cache with its LMCache server
+        again (after a restart the connector's heartbeat brings it back)."""
+        started = time.monotonic()
+        while True:
+            with self.inside():
+                state = lmcache_api.status(self.session.client, self.session.settings.lmcache_http_url)
+            if state.get("cache_context_meta"):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"node {self.name}: vLLM did not register with its restarted LMCache server in {timeout:.0f} s")
+            time.sleep(0.5)
+
+    def l2_stored(self) -> float:
+        with self.inside():
+            return metrics.scrape(self.session.client, self.session.settings.lmcache_http_url).get(metrics.LMCACHE_L2_STORED, 0.0)
+
+    def store(self) -> dict[str, Any]:
+        with self.inside():
+            return l2.store_contents(self.session)
+
+    def coordinator(self, url: str) -> dict[str, Any]:
+        """What the coordinator knows, as `lmcache query coordinator` prints it (run from this
+        node's namespace: a forked process keeps the namespace of the thread that forked it)."""
+        views: dict[str, Any] = {}
+        for api in COORDINATOR_VIEWS:
+            with self.inside():
+                done = subprocess.run([str(venv_bin("lmcache")), "query", "coordinator", "--api", api, "--url", url, "--format", "json", "-q"],
+                                      capture_output=True, text=True, timeout=60, env={**os.environ, "LMCACHE_DISABLE_BANNER": "1"})  # fmt: skip
+            try:
+                views[api] = json.loads(done.stdout)
+            except json.JSONDecodeError:
+                views[api] = {"error": (done.stdout + done.stderr).strip()[-300:]}
+        return views
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def step(name: str, node: Node, r: Round, l1_before: int, baseline: Round | None, want: int, source: str = "") -> dict[str, Any]:
+    """One request's record. source: where its hits must come from ("l2": every full chunk
+    loaded from the store; "l2, empty L1": and the node's L1 held nothing before; "l1")."""
+    entry: dict[str, Any] = {
+        "step": name, "node": node.name, "source": source, "ttft_s": round(r.ttft_s, 3), "hit_tokens": r.vllm_external_hit_tokens,
+        "want_hit_tokens": want, "want_chunks": want // node.session.settings.chunk_size, "l1_objects_before": l1_before, "l1_read_chunks": r.lmcache_l1_read_chunks,
+        "l2_loaded_chunks": r.lmcache_l2_loaded_chunks, "l1_write_chunks": r.lmcache_l1_write_chunks,
+    }  # fmt: skip
+    if baseline is not None:
+        entry["identical_to_cold"] = r.output_tokens == baseline.output_tokens
+    print(f"  {name}: {r.vllm_external_hit_tokens}/{want} tokens hit on {node.name} (L1 objects before: {l1_before}), "
+          f"{r.lmcache_l2_loaded_chunks} chunks loaded from L2, TTFT {r.ttft_s:.3f} s"
+          + ("" if baseline is None else f", {'same answer' if entry['identical_to_cold'] else 'DIFFERENT answer'}"), flush=True)  # fmt: skip
+    return entry
+
+
+def share(a: Node, b: Node, tokens: int, seed: str, timeout: float, coordinator_url: str) -> dict[str, Any]:
+    """A prompt prefilled on A is a hit on B from the store, then the other way round."""
+    want = full_chunks(tokens, a.session.settings.chunk_size)
+    steps: list[dict[str, Any]] = []
+    rounds: list[Round] = []
+    known: dict[str, Any] = {}
+    for src, dst, tag in ((a, b, "AtoB"), (b, a, "BtoA")):
+        ids = src.session.prompt(tokens, f"{seed}-{tag}")
+        label = f"p{tokens}-{tag}"
+        stored_before = src.l2_stored()
+        cold = src.round("cold", label, ids, timeout)
+        stored_s = src.wait_stored(stored_before, cold.lmcache_l1_write_chunks)
+        steps.append({**step(f"{tag}: cold on {src.name}", src, cold, -1, None, 0), "l2_write_s": round(stored_s, 3), "store": src.store()})
+        known[f"after {src.name} stored {tag}"] = dst.coordinator(coordinator_url)
+        before = dst.l1_objects()
+        from_store = dst.round("from-store", label, ids, timeout)
+        # The first node to read from the store has never seen a prompt: its L1 is empty.
+        source = "l2, empty L1" if tag == "AtoB" else "l2"
+        steps.append(step(f"{tag}: on {dst.name}, from the store", dst, from_store, before, cold, want, source))
+        again = dst.round("from-own-l1", label, ids, timeout)
+        steps.append(step(f"{tag}: on {dst.name} again (its L1)", dst, again, dst.l1_objects(), cold, want, "l1"))
+        rounds += [cold, from_store, again]
+        known[f"after {dst.name} read {tag}"] = dst.coordinator(coordinator_url)
+    return {"steps": steps, "coordinator": known, "rounds": [r.as_dict() for r in rounds],
+            "prompts": {"AtoB": f"{seed}-AtoB", "BtoA": f"{seed}-BtoA"}, "tokens": tokens}  # fmt: skip
+
+
+def after_restart(a: Node, earlier: dict[str, Any], timeout: float, coordinator_url: str) -> dict[str, Any]:
+    """Node A's LMCache restarted empty: both prompts hit from the store again."""
+    tokens = int(earlier["tokens"])
+    want = full_chunks(tokens, a.session.settings.chunk_size)
+    colds = {r["prompt"]: r for r in earlier["rounds"] if r["name"].startswith("cold@")}
+    steps, rounds = [], []
+    a.wait_registered()
+    for i, (tag, seed) in enumerate(earlier["prompts"].items()):
+        label = f"p{tokens}-{tag}"
+        cold = colds[label]
+        before = a.l1_objects()
+        r = a.round("after-restart", label, a.session.prompt(tokens, seed), timeout)
+        entry = step(f"{tag}: on {a.name} after its LMCache restarted empty", a, r, before, None, want, "l2" if i else "l2, empty L1")
+        entry["identical_to_cold"] = r.output_tokens == cold["output_tokens"]
+        steps.append(entry)
+        rounds.append(r)
+    return {"steps": steps, "coordinator": {f"after {a.name}'s LMCache restarted": a.coordinator(coordinator_url)},
+            "rounds": [r.as_dict() for r in rounds], "store": a.store()}  # fmt: skip
+
+
+def checks(share_part: dict[str, Any], restart_part: dict[str, Any]) -> dict[str, bool]:
+    """The verdict's checks over both phases' steps."""
+    out: dict[str, bool] = {}
+    for s in share_part["steps"] + restart_part["steps"]:
+        if not s["source"]:
+            continue
+        hit = s["hit_tokens"] == s["want_hit_tokens"] > 0 and s["identical_to_cold"]
+        if s["source"].startswith("l2"):
+            empty = s["source"] == "l2, empty L1"
+            out[f"{s['step']}: {'L1 empty before, ' if empty else ''}every full chunk hit and loaded from the store, same answer"] = (
+                hit and s["l2_loaded_chunks"] == s["want_chunks"] and (s["l1_objects_before"] == 0 or not empty)
+            )  # fmt: skip
+        else:
+            out[f"{s['step']}: every full chunk hit, nothing loaded from the store, same answer"] = hit and s["l2_loaded_chunks"] == 0
+    return out
+
+
+def summary(share_part: dict[str, Any], restart_part: dict[str, Any], topology: dict[str, Any]) -> dict[str, Any]:
+    results = checks(share_part, restart_part)
+    for name, ok in results.items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}", flush=True)
+    steps = share_part["steps"] + restart_part["steps"]
+    l2_ttft = [s["ttft_s"] for s in steps if s["l2_loaded_chunks"] > 0]
+    l1_ttft = [s["ttft_s"] for s in steps if "again" in s["step"]]
+    cold_ttft = [s["ttft_s"] for s in steps if "cold" in s["step"]]
+    detail = (f"{topology['mode']}: cold {min(cold_ttft):.3f}-{max(cold_ttft):.3f} s, from the store (L2) "
+              f"{min(l2_ttft):.3f}-{max(l2_ttft):.3f} s, from the node's own L1 {min(l1_ttft):.3f}-{max(l1_ttft):.3f} s")  # fmt: skip
+    passed = bool(results) and all(results.values())
+    print(f"{'PASS' if passed else 'FAIL'} two nodes, one store: {detail}", flush=True)
+    return {"scenario": "two nodes, one store", "passed": passed, "detail": detail, "checks": results, "topology": topology,
+            "steps": steps, "coordinator": {**share_part["coordinator"], **restart_part["coordinator"]},
+            "store_after": restart_part["store"], "rounds": share_part["rounds"] + restart_part["rounds"]}  # fmt: skip
+
+
+def seed() -> str:
+    return f"nodes-{time.time_ns()}"
+
+
+def prompt_tokens() -> int:
+    return int(config.get("REPRO_NODES_PROMPT_TOKENS"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))

@@ -1,0 +1,74 @@
+"""The platform's own programs that some scenarios need: Redis (the L2 tier, scripts/l2.sh and
+nodes.sh), Prometheus (scripts/soak.sh, observe.sh), iproute2 (nodes.sh's network
+namespaces) and Chromium (the report's browser test). A fresh machine may lack them: with REPRO_SYSTEM_PACKAGES=auto, setup installs the
+missing ones from the platform's packages where it can (Debian/Ubuntu as root: apt-get); else it
+names the command that does. Standard library only (runs before the environment exists)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from reproduce_vllm_lmcache import config
+
+
+@dataclass(frozen=True)
+class Program:
+    knob: str  # the knob naming the binary ("" when it has none)
+    binary: str
+    deb: str
+    brew: str
+    needed_by: str
+
+    def command(self) -> str:
+        if self.knob:
+            try:
+                return config.get(self.knob)
+            except KeyError:
+                pass
+        return self.binary
+
+
+PROGRAMS = (
+    Program("REPRO_REDIS_SERVER", "redis-server", "redis-server", "redis", "the Redis L2 (scripts/l2.sh, nodes.sh)"),
+    Program("REPRO_PROMETHEUS_BIN", "prometheus", "prometheus", "prometheus", "scripts/soak.sh, observe.sh"),
+    Program("", "ip", "iproute2", "", "network namespaces of scripts/nodes.sh (Linux)"),
+    Program("", "chromium", "chromium", "", "the report's browser test (headless)"),
+)
+
+
+def missing() -> list[Program]:
+    return [p for p in PROGRAMS if not shutil.which(p.command()) and (p.brew or sys.platform.startswith("linux"))]
+
+
+def can_install() -> bool:
+    return sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def hint(programs: list[Program]) -> str:
+    debs = " ".join(p.deb for p in programs)
+    brews = " ".join(p.brew for p in programs if p.brew)
+    return f"apt install {debs}" + (f" (macOS: brew install {brews})" if brews else "")
+
+
+def ensure() -> str:
+    """Install what is missing when allowed and possible; a line saying what was done."""
+    lacking = missing()
+    if not lacking:
+        return "Redis, Prometheus, iproute2 and Chromium found"
+    if config.get("REPRO_SYSTEM_PACKAGES") != "auto" or not can_install():
+        needs = "; ".join(f"{p.binary} ({p.needed_by})" for p in lacking)
+        return f"missing {needs}: those scenarios and their tests say so and skip; install with: {hint(lacking)}"
+    debs = [p.deb for p in lacking]
+    print(f"      installing {' '.join(debs)} from the platform's packages (apt-get) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *debs], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    still = missing()
+    if done.returncode != 0 or still:
+        return f"apt-get could not install {' '.join(p.deb for p in still) or ' '.join(debs)} ({done.stderr.strip()[-200:]}); those scenarios skip"
+    return f"installed {' '.join(debs)} (apt-get)"
