@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -33,6 +34,8 @@ MODES = ["upstream", "all"]
 COLUMNS = {"upstream": "pristine upstream (REPRO_PATCHES=upstream)", "all": "with the workspace's patches"}
 SAME = "same code in both modes (no patch concerns it)"
 ORPHAN_WAIT_S = 10.0
+# The copy path LMCache's server logs once: only the workspace's patch 0001-cpu-kv-copy has it.
+PATCHED_COPY = re.compile(r"CPU KV copy: one copy per block for all \d+ layers")
 
 
 def row(case: str, mode: str, happened: str, **rest: str) -> None:
@@ -189,7 +192,8 @@ def test_stale_entries_after_a_dtype_change(env, mode) -> None:
     assert cold[1]["vllm_external_hit_tokens"] > 0, "the float32 warm request did not hit: nothing to go stale"
     hits = stale[0]["vllm_external_hit_tokens"]
     # The staging copy refuses an object of another size; vLLM then recomputes (kv_load_failure_policy).
-    mismatch = "Size mismatch" in Path(env["REPRO_LOG_DIR"], "lmcache.log").read_text(errors="replace")
+    lmcache_log = Path(env["REPRO_LOG_DIR"], "lmcache.log").read_text(errors="replace")
+    mismatch = "Size mismatch" in lmcache_log
     happened = f"guard off: the bfloat16 request found {hits} hit tokens of float32 KV" + (" (LMCache: 'Size mismatch', vLLM recomputed)" if mismatch else "")
     if mode == "upstream":
         happened += f"; guard on: LMCache L1 cleared ({cleared}), request computed ({fresh[0]['vllm_external_hit_tokens']} hit tokens)"
@@ -203,6 +207,8 @@ def test_stale_entries_after_a_dtype_change(env, mode) -> None:
         "bfloat16 vLLM restarted on the same LMCache, same prompt": f"{hits} hit tokens",
         "LMCache log": "ValueError: Size mismatch (the load fails, vLLM recomputes)" if mismatch else "no failed load",
     })  # fmt: skip
+    # The pristine LMCache must not run the workspace's copy path (patch 0001-cpu-kv-copy logs it once).
+    assert bool(PATCHED_COPY.search(lmcache_log)) == (mode == "all"), "the server ran the other mode's code"
     if mode == "upstream":
         assert hits > 0, "upstream no longer serves float32 KV to bfloat16: the bug is gone, drop the patch"
         assert cleared and fresh[0]["vllm_external_hit_tokens"] == 0

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.experiments import l2
 from reproduce_vllm_lmcache.experiments.client import Round, Session
@@ -23,7 +25,8 @@ from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
 from reproduce_vllm_lmcache.servers import lmcache_api, metrics, netns
 from reproduce_vllm_lmcache.servers.settings import Settings, venv_bin
 
-COORDINATOR_VIEWS = ("instances", "directory", "usage")
+# The coordinator endpoints behind `lmcache query coordinator --api NAME`.
+COORDINATOR_VIEWS = {"instances": "/instances", "directory": "/directory/stats", "usage": "/instances/usage"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class Node:
     def inside(self) -> AbstractContextManager[None]:
         return netns.entered(self.spec.netns)
 
+    def prompt(self, tokens: int, seed: str) -> list[int]:
+        with self.inside():  # the tokenizer is the node's vLLM (/tokenize)
+            return self.session.prompt(tokens, seed)
+
     def round(self, name: str, label: str, ids: list[int], timeout: float) -> Round:
         with self.inside():
             return self.session.round(f"{name}@{self.name}", label, ids, timeout)
@@ -97,18 +104,25 @@ class Node:
             return l2.store_contents(self.session)
 
     def coordinator(self, url: str) -> dict[str, Any]:
-        """What the coordinator knows, as `lmcache query coordinator` prints it (run from this
-        node's namespace: a forked process keeps the namespace of the thread that forked it)."""
+        """What the coordinator knows: the endpoints `lmcache query coordinator --api
+        instances|directory|usage` reads, asked from this node's namespace."""
         views: dict[str, Any] = {}
-        for api in COORDINATOR_VIEWS:
-            with self.inside():
-                done = subprocess.run([str(venv_bin("lmcache")), "query", "coordinator", "--api", api, "--url", url, "--format", "json", "-q"],
-                                      capture_output=True, text=True, timeout=60, env={**os.environ, "LMCACHE_DISABLE_BANNER": "1"})  # fmt: skip
-            try:
-                views[api] = json.loads(done.stdout)
-            except json.JSONDecodeError:
-                views[api] = {"error": (done.stdout + done.stderr).strip()[-300:]}
+        with self.inside():
+            for api, path in COORDINATOR_VIEWS.items():
+                try:
+                    answer = self.session.client.get(url + path, timeout=30)
+                    views[api] = answer.json() if answer.ok else {"error": f"{answer.status_code} {answer.text[:200]}"}
+                except (requests.RequestException, ValueError) as exc:
+                    views[api] = {"error": str(exc)[:200]}
         return views
+
+    def query_coordinator(self, url: str, api: str) -> str:
+        """`lmcache query coordinator --api API` as an operator runs it (its table), from this
+        node's namespace (a forked process keeps the namespace of the thread that forked it)."""
+        with self.inside():
+            done = subprocess.run([str(venv_bin("lmcache")), "query", "coordinator", "--api", api, "--url", url],
+                                  capture_output=True, text=True, timeout=120, env={**os.environ, "LMCACHE_DISABLE_BANNER": "1"})  # fmt: skip
+        return "\n".join(line for line in done.stdout.splitlines() if " LMCache " not in line)
 
     def close(self) -> None:
         self.session.close()
@@ -119,7 +133,7 @@ def step(name: str, node: Node, r: Round, l1_before: int, baseline: Round | None
     loaded from the store; "l2, empty L1": and the node's L1 held nothing before; "l1")."""
     entry: dict[str, Any] = {
         "step": name, "node": node.name, "source": source, "ttft_s": round(r.ttft_s, 3), "hit_tokens": r.vllm_external_hit_tokens,
-        "want_hit_tokens": want, "want_chunks": want // node.session.settings.chunk_size, "l1_objects_before": l1_before, "l1_read_chunks": r.lmcache_l1_read_chunks,
+        "want_hit_tokens": want, "want_chunks": -(-want // node.session.settings.chunk_size), "l1_objects_before": l1_before, "l1_read_chunks": r.lmcache_l1_read_chunks,
         "l2_loaded_chunks": r.lmcache_l2_loaded_chunks, "l1_write_chunks": r.lmcache_l1_write_chunks,
     }  # fmt: skip
     if baseline is not None:
@@ -137,7 +151,7 @@ def share(a: Node, b: Node, tokens: int, seed: str, timeout: float, coordinator_
     rounds: list[Round] = []
     known: dict[str, Any] = {}
     for src, dst, tag in ((a, b, "AtoB"), (b, a, "BtoA")):
-        ids = src.session.prompt(tokens, f"{seed}-{tag}")
+        ids = src.prompt(tokens, f"{seed}-{tag}")
         label = f"p{tokens}-{tag}"
         stored_before = src.l2_stored()
         cold = src.round("cold", label, ids, timeout)
@@ -168,13 +182,22 @@ def after_restart(a: Node, earlier: dict[str, Any], timeout: float, coordinator_
         label = f"p{tokens}-{tag}"
         cold = colds[label]
         before = a.l1_objects()
-        r = a.round("after-restart", label, a.session.prompt(tokens, seed), timeout)
+        r = a.round("after-restart", label, a.prompt(tokens, seed), timeout)
         entry = step(f"{tag}: on {a.name} after its LMCache restarted empty", a, r, before, None, want, "l2" if i else "l2, empty L1")
         entry["identical_to_cold"] = r.output_tokens == cold["output_tokens"]
         steps.append(entry)
         rounds.append(r)
-    return {"steps": steps, "coordinator": {f"after {a.name}'s LMCache restarted": a.coordinator(coordinator_url)},
-            "rounds": [r.as_dict() for r in rounds], "store": a.store()}  # fmt: skip
+    # What the coordinator's directory says is in A's L1, beside what A's L1 holds.
+    known = a.coordinator(coordinator_url)
+    listed = known["directory"].get("l1_keys_by_instance", {}).get(f"node-{a.name}") if isinstance(known.get("directory"), dict) else None
+    l1_now = a.l1_objects()
+    print(f"  {a.name}'s L1 holds {l1_now} objects; the coordinator's directory lists {listed} for it", flush=True)
+    tables = {api: a.query_coordinator(coordinator_url, api) for api in ("instances", "usage")}
+    for api, table in tables.items():
+        print(f"  lmcache query coordinator --api {api}:\n{table}", flush=True)
+    return {"steps": steps, "coordinator": {f"after {a.name}'s LMCache restarted": known},
+            "l1_after_restart": {"held": l1_now, "listed_by_coordinator": listed},
+            "coordinator_tables": tables, "rounds": [r.as_dict() for r in rounds], "store": a.store()}  # fmt: skip
 
 
 def checks(share_part: dict[str, Any], restart_part: dict[str, Any]) -> dict[str, bool]:
@@ -208,7 +231,7 @@ def summary(share_part: dict[str, Any], restart_part: dict[str, Any], topology: 
     print(f"{'PASS' if passed else 'FAIL'} two nodes, one store: {detail}", flush=True)
     return {"scenario": "two nodes, one store", "passed": passed, "detail": detail, "checks": results, "topology": topology,
             "steps": steps, "coordinator": {**share_part["coordinator"], **restart_part["coordinator"]},
-            "store_after": restart_part["store"], "rounds": share_part["rounds"] + restart_part["rounds"]}  # fmt: skip
+            "coordinator_tables": restart_part["coordinator_tables"], "l1_after_restart": restart_part["l1_after_restart"], "store_after": restart_part["store"], "rounds": share_part["rounds"] + restart_part["rounds"]}  # fmt: skip
 
 
 def seed() -> str:

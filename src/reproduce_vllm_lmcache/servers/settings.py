@@ -373,13 +373,17 @@ class Settings:
         raise KnobError(f"REPRO_L2={self.l2!r}: no L2 adapter")
 
     def redis_argv(self) -> list[str]:
-        """A Redis server for LMCache's L2: loopback only, own port and folder, nothing persisted."""
+        """A Redis server for LMCache's L2: loopback only (or, under scripts/nodes.sh, the store
+        namespace's address, which only the nodes' namespaces can reach: there Redis's protected
+        mode, which answers every non-loopback client DENIED, is off), own port and folder,
+        nothing persisted."""
+        loopback = ipaddress.ip_address(self.store_host.replace("localhost", "127.0.0.1")).is_loopback
         return [
             self.redis_server,
             "--bind", self.store_host, "--port", str(self.redis_port),
             "--dir", self.redis_dir,
             "--save", "", "--appendonly", "no",
-            "--protected-mode", "yes",
+            "--protected-mode", "yes" if loopback or not self.netns else "no",
         ]  # fmt: skip
 
     def coordinator_argv(self) -> list[str]:
