@@ -168,10 +168,10 @@ node_env b
 SPEC_B=$NODE_SPEC
 
 echo "=== A to B and back, through the store"
-"$REPRO" nodes share --run-dir "$run_dir" --node "$SPEC_A" --node "$SPEC_B" --coordinator "$COORDINATOR_URL" --topology "$TOPOLOGY"
+REPRO_STORE_HOST=$STORE_IP "$REPRO" nodes share --run-dir "$run_dir" --node "$SPEC_A" --node "$SPEC_B" --coordinator "$COORDINATOR_URL" --topology "$TOPOLOGY"
 echo "=== node A's LMCache restarted empty"
 stop lmcache-a
 node_env a
 start lmcache-a "${NODE_ENV[@]}"
 await lmcache-a "$REPRO_LMCACHE_READY_TIMEOUT"
-"$REPRO" nodes restart --run-dir "$run_dir" --node "$SPEC_A" --coordinator "$COORDINATOR_URL" --topology "$TOPOLOGY"
+REPRO_STORE_HOST=$STORE_IP "$REPRO" nodes restart --run-dir "$run_dir" --node "$SPEC_A" --coordinator "$COORDINATOR_URL" --topology "$TOPOLOGY"

@@ -10,7 +10,7 @@ import pytest
 from reproduce_vllm_lmcache.config import ROOT
 
 PAGES = ("data-path", "experiments", "benchmarks", "tiers", "knobs", "guards-and-faults", "troubleshooting",
-         "setup", "tests", "layout", "startup", "warm-path", "nodes")  # fmt: skip
+         "setup", "tests", "layout", "startup", "warm-path", "nodes", "soak")  # fmt: skip
 
 
 def test_readme_is_a_front_door_of_at_most_200_lines() -> None:

@@ -49,8 +49,9 @@ class NodeSpec:
             raise ValueError(f"--node {text!r}: expected NAME,NETNS|-,LMCACHE_PORT,LMCACHE_HTTP_PORT,VLLM_PORT") from None
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "REPRO_LMCACHE_PORT": str(self.lmcache_port),
-                "REPRO_LMCACHE_HTTP_PORT": str(self.lmcache_http_port), "REPRO_VLLM_PORT": str(self.vllm_port)}  # fmt: skip
+        """The node's knobs as its servers got them (the store's address: REPRO_STORE_HOST)."""
+        return {**os.environ, "REPRO_LMCACHE_PORT": str(self.lmcache_port), "REPRO_LMCACHE_HTTP_PORT": str(self.lmcache_http_port),
+                "REPRO_VLLM_PORT": str(self.vllm_port), "REPRO_L2": "redis", "REPRO_NETNS": self.netns}  # fmt: skip
 
 
 class Node:
@@ -82,18 +83,23 @@ class Node:
         with self.inside():
             return l2.wait_l2_stored(self.session, before, chunks)
 
-    def wait_registered(self, timeout: float = 120) -> float:
-        """Seconds until this node's vLLM has registered its KV cache with its LMCache server
-        again (after a restart the connector's heartbeat brings it back)."""
+    def wait_connector(self, timeout: float = 120) -> float:
+        """Seconds until this node's vLLM uses its (restarted) LMCache server again: its
+        connector's heartbeat has to find the server back (the worker re-registers its KV cache,
+        the scheduler's side starts asking again). Probed with requests shorter than one chunk
+        (nothing is stored) until the server counts the lookup they cause."""
         started = time.monotonic()
+        url = self.session.settings.lmcache_http_url
         while True:
             with self.inside():
-                state = lmcache_api.status(self.session.client, self.session.settings.lmcache_http_url)
-            if state.get("cache_context_meta"):
+                before = metrics.scrape(self.session.client, url).get(metrics.LMCACHE_LOOKUPS, 0.0)
+                self.session.prime()
+                after = metrics.scrape(self.session.client, url).get(metrics.LMCACHE_LOOKUPS, 0.0)
+            if after > before:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise TimeoutError(f"node {self.name}: vLLM did not register with its restarted LMCache server in {timeout:.0f} s")
-            time.sleep(0.5)
+                raise TimeoutError(f"node {self.name}: vLLM did not use its restarted LMCache server within {timeout:.0f} s")
+            time.sleep(1)
 
     def l2_stored(self) -> float:
         with self.inside():
@@ -126,6 +132,12 @@ class Node:
 
     def close(self) -> None:
         self.session.close()
+
+
+def listed_l1(views: dict[str, Any], node: str) -> int | None:
+    """How many L1 keys the coordinator's directory places on ``node``."""
+    directory = views.get("directory")
+    return directory.get("l1_keys_by_instance", {}).get(f"node-{node}") if isinstance(directory, dict) else None
 
 
 def step(name: str, node: Node, r: Round, l1_before: int, baseline: Round | None, want: int, source: str = "") -> dict[str, Any]:
@@ -177,7 +189,11 @@ def after_restart(a: Node, earlier: dict[str, Any], timeout: float, coordinator_
     want = full_chunks(tokens, a.session.settings.chunk_size)
     colds = {r["prompt"]: r for r in earlier["rounds"] if r["name"].startswith("cold@")}
     steps, rounds = [], []
-    a.wait_registered()
+    at_restart = {"held": a.l1_objects(), "listed_by_coordinator": listed_l1(a.coordinator(coordinator_url), a.name)}
+    print(f"  right after the restart {a.name}'s L1 holds {at_restart['held']} objects; the coordinator lists "
+          f"{at_restart['listed_by_coordinator']} for it", flush=True)  # fmt: skip
+    back = a.wait_connector()
+    print(f"  {a.name}'s vLLM uses its restarted LMCache server again after {back:.1f} s", flush=True)
     for i, (tag, seed) in enumerate(earlier["prompts"].items()):
         label = f"p{tokens}-{tag}"
         cold = colds[label]
@@ -189,14 +205,14 @@ def after_restart(a: Node, earlier: dict[str, Any], timeout: float, coordinator_
         rounds.append(r)
     # What the coordinator's directory says is in A's L1, beside what A's L1 holds.
     known = a.coordinator(coordinator_url)
-    listed = known["directory"].get("l1_keys_by_instance", {}).get(f"node-{a.name}") if isinstance(known.get("directory"), dict) else None
+    listed = listed_l1(known, a.name)
     l1_now = a.l1_objects()
     print(f"  {a.name}'s L1 holds {l1_now} objects; the coordinator's directory lists {listed} for it", flush=True)
     tables = {api: a.query_coordinator(coordinator_url, api) for api in ("instances", "usage")}
     for api, table in tables.items():
         print(f"  lmcache query coordinator --api {api}:\n{table}", flush=True)
     return {"steps": steps, "coordinator": {f"after {a.name}'s LMCache restarted": known},
-            "l1_after_restart": {"held": l1_now, "listed_by_coordinator": listed},
+            "l1_after_restart": {"right after": at_restart, "after both requests": {"held": l1_now, "listed_by_coordinator": listed}},
             "coordinator_tables": tables, "rounds": [r.as_dict() for r in rounds], "store": a.store()}  # fmt: skip
 
 

@@ -14,7 +14,7 @@ import jinja2
 
 # The file that says what a run was, in order of preference; the others are shown after it.
 MAIN_FILES = ("run.json", "matrix.json", "bench.json", "trace.json", "engine_bench.json", "startup.json",
-              "shared.json", "server_bench.json")  # fmt: skip
+              "shared.json", "server_bench.json", "soak.json")  # fmt: skip
 TEXT_SUFFIXES = (".md", ".txt")
 MAX_TEXT_BYTES = 200_000
 MAX_COLUMNS = 14

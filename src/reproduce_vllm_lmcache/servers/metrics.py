@@ -14,6 +14,8 @@ LMCACHE_READS = "lmcache_mp_l1_read_chunks_total"
 LMCACHE_L2_STORED = "lmcache_mp_l2_store_completed_objects_chunks_total"
 LMCACHE_L2_LOADED = "lmcache_mp_l2_prefetch_load_completed_chunks_total"
 LMCACHE_L1_EVICTED = "lmcache_mp_l1_evicted_chunks_total"
+# Lookups the server received (a connector that holds the server for down asks none).
+LMCACHE_LOOKUPS = "lmcache_mp_lookups_requests_total"
 VLLM_EXTERNAL_HITS = "vllm:external_prefix_cache_hits_total"
 VLLM_EXTERNAL_QUERIES = "vllm:external_prefix_cache_queries_total"
 VLLM_LOCAL_HITS = "vllm:prefix_cache_hits_total"

@@ -1,0 +1,165 @@
+"""Prometheus next to the servers (scripts/soak.sh, scripts/observe.sh): its config, which scrapes
+both servers' /metrics, the queries the soak plots and the docs list, range queries over its HTTP
+API, and what /metrics does not expose: the resident memory of every process of a server's
+process group (vLLM's engine, LMCache's workers) and the /dev/shm segments they map."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+# name -> PromQL. Rates over 1 minute; hit rates are token ratios; the counters are raw (vLLM's
+# never reset during a soak, LMCache's start again from 0 when its server restarts).
+QUERIES: dict[str, str] = {
+    "vllm_hit_rate": "sum(rate(vllm:external_prefix_cache_hits_total[1m])) / sum(rate(vllm:external_prefix_cache_queries_total[1m]))",
+    "lmcache_hit_rate": "sum(rate(lmcache_mp_lookup_hit_tokens_total[1m])) / sum(rate(lmcache_mp_lookup_requested_tokens_total[1m]))",
+    "ttft_p50_s": "histogram_quantile(0.5, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))",
+    "ttft_p90_s": "histogram_quantile(0.9, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))",
+    "ttft_p99_s": "histogram_quantile(0.99, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))",
+    "requests_done_per_s": "sum(rate(vllm:request_success_total[1m]))",
+    "requests_running": "sum(vllm:num_requests_running)",
+    "requests_waiting": "sum(vllm:num_requests_waiting)",
+    "l1_used_bytes": "sum(lmcache_mp_l1_memory_usage_bytes)",
+    "l1_usage_ratio": "max(lmcache_mp_l1_usage_ratio)",
+    "l1_evicted_chunks_per_s": "sum(rate(lmcache_mp_l1_evicted_chunks_total[1m]))",
+    "l1_written_chunks_per_s": "sum(rate(lmcache_mp_l1_write_chunks_total[1m]))",
+    "rss_bytes": "sum by (job) (process_resident_memory_bytes)",
+    "up": "sum by (job) (up)",
+    "vllm_external_hit_tokens": "sum(vllm:external_prefix_cache_hits_total)",
+    "vllm_external_query_tokens": "sum(vllm:external_prefix_cache_queries_total)",
+    "vllm_requests_done": "sum(vllm:request_success_total)",
+    "lmcache_hit_tokens": "sum(lmcache_mp_lookup_hit_tokens_total)",
+    "lmcache_requested_tokens": "sum(lmcache_mp_lookup_requested_tokens_total)",
+}
+
+
+def config_text(targets: dict[str, str], scrape_s: float) -> str:
+    """prometheus.yml: one job per server (job name -> host:port of its /metrics)."""
+    lines = ["global:", f"  scrape_interval: {scrape_s:g}s", f"  evaluation_interval: {scrape_s:g}s", "scrape_configs:"]
+    for job, target in targets.items():
+        lines += [f"  - job_name: {job}", "    metrics_path: /metrics", "    static_configs:", f"      - targets: ['{target}']"]
+    return "\n".join(lines) + "\n"
+
+
+def argv(binary: str, config_file: Path, data_dir: Path, host: str, port: int) -> list[str]:
+    """Prometheus on loopback, its data in data_dir (kept one day, never the system's folder)."""
+    return [
+        binary, f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}", f"--web.listen-address={host}:{port}",
+        "--storage.tsdb.retention.time=1d", "--log.level=warn",
+    ]  # fmt: skip
+
+
+def find_binary(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(
+            f"REPRO_PROMETHEUS_BIN={name}: no Prometheus binary found; install it (Debian/Ubuntu: apt install prometheus; "
+            "macOS: brew install prometheus) or point REPRO_PROMETHEUS_BIN at one"
+        )
+    return found
+
+
+def query_range(client: requests.Session, url: str, query: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+    """[{"labels": {...}, "values": [[t, v], ...]}] of one PromQL query (NaN points dropped)."""
+    response = client.get(f"{url}/api/v1/query_range", params={"query": query, "start": start, "end": end, "step": step}, timeout=60)
+    response.raise_for_status()
+    body = response.json()
+    if body.get("status") != "success":
+        raise RuntimeError(f"Prometheus query {query!r}: {body}")
+    out = []
+    for series in body["data"]["result"]:
+        values = [[float(t), float(v)] for t, v in series["values"] if v not in ("NaN", "+Inf", "-Inf")]
+        out.append({"labels": series["metric"], "values": values})
+    return out
+
+
+def collect(client: requests.Session, url: str, start: float, end: float, step: float) -> dict[str, Any]:
+    """Every query of QUERIES over [start, end]."""
+    return {name: {"query": q, "series": query_range(client, url, q, start, end, step)} for name, q in QUERIES.items()}
+
+
+def group_of(leader: int) -> list[psutil.Process]:
+    """Live processes of the process group led by ``leader`` (a server and what it spawned)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == leader:
+                found.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
+
+
+def shm_mapped(pids: list[int]) -> dict[str, int]:
+    """/dev/shm files mapped by these processes -> their size in bytes."""
+    files: dict[str, int] = {}
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            parts = line.split(maxsplit=5)
+            path = parts[5] if len(parts) == 6 else ""
+            if path.startswith("/dev/shm/") and path not in files:
+                try:
+                    files[path] = os.stat(path.split(" (deleted)")[0]).st_size
+                except OSError:
+                    files[path] = 0
+    return files
+
+
+def rss_split(pid: int) -> dict[str, int]:
+    """Linux: the resident memory split into private (RssAnon), file-backed and shared-memory
+    pages (RssShmem: touched pages of /dev/shm segments, e.g. vLLM's KV cache, which count in
+    RSS the first time they are touched). {} elsewhere."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    found = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "RssShmem"):
+            found[f"{key[3:].lower()}_bytes"] = int(value.split()[0]) * 1024
+    return found
+
+
+def sample(leaders: dict[int, str]) -> dict[str, Any]:
+    """One sample: RSS of every process of each server's group (leader pid -> role), and the
+    /dev/shm segments they map (plus /dev/shm's total use, which other programs share)."""
+    processes = []
+    for leader, role in leaders.items():
+        for proc in group_of(leader):
+            try:
+                name = proc.name()
+                rss = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            processes.append({"role": role, "leader": leader, "pid": proc.pid, "name": name, "rss_bytes": rss, **rss_split(proc.pid)})
+    segments = shm_mapped([p["pid"] for p in processes])
+    usage = shutil.disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else None
+    return {
+        "t": time.time(),
+        "processes": processes,
+        "shm_mapped_bytes": sum(segments.values()),
+        "shm_mapped_files": sorted(segments),
+        "dev_shm_used_bytes": usage.used if usage else None,
+    }
+
+
+def read_leaders(path: Path) -> dict[int, str]:
+    """The pids file the soak script keeps: one "ROLE PID" per line (a restarted server adds one)."""
+    leaders: dict[int, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            role, _, pid = line.strip().partition(" ")
+            if pid.isdigit():
+                leaders[int(pid)] = role
+    return leaders
