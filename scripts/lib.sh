@@ -60,12 +60,17 @@ require_env() {
   [[ -x $REPRO ]] || die "the environment is not set up: run scripts/setup.sh"
 }
 
-# Read the NUL-separated argv that `repro command NAME` prints into the array CMD.
-read_command() {
+# read_argv PROGRAM ARGS...: the NUL-separated argv PROGRAM prints, into the array CMD.
+read_argv() {
   CMD=()
   local arg
-  while IFS= read -r -d '' arg; do CMD+=("$arg"); done < <("$REPRO" command "$1")
-  [[ ${#CMD[@]} -gt 0 ]] || die "could not build the $1 command (see above)"
+  while IFS= read -r -d '' arg; do CMD+=("$arg"); done < <("$@")
+  [[ ${#CMD[@]} -gt 0 ]] || die "could not build a command line with: $* (see above)"
+}
+
+# Read the NUL-separated argv that `repro command NAME` prints into the array CMD.
+read_command() {
+  read_argv "$REPRO" command "$1"
 }
 
 # Wait until the LMCache server answers (started elsewhere, e.g. in terminal A).

@@ -13,9 +13,7 @@ require_env
 OBS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/repro-observe.XXXXXX")
 OBS_PID=""
 on_exit '[[ -z $OBS_PID ]] || stop_server prometheus "$OBS_PID" "$OBS_DIR/prometheus.log"; if [[ $REPRO_OBSERVE_KEEP_DATA == 1 ]]; then echo "observe: data kept in $OBS_DIR"; else rm -rf -- "$OBS_DIR"; fi'
-CMD=()
-while IFS= read -r -d '' arg; do CMD+=("$arg"); done < <("$REPRO" soak prometheus --dir "$OBS_DIR")
-[[ ${#CMD[@]} -gt 0 ]] || exit 1
+read_argv "$REPRO" soak prometheus --dir "$OBS_DIR"
 start_server prometheus "$OBS_DIR/prometheus.log" "${CMD[@]}"
 OBS_PID=$SERVER_PID
 url="http://$REPRO_HOST:$REPRO_PROMETHEUS_PORT"

@@ -86,13 +86,7 @@ up_vllm "$REPRO_LOG_DIR/vllm.log"
 pids_file="$run_dir/server-pids"
 printf 'lmcache %s\nvllm %s\n' "$LMCACHE_PID" "$VLLM_PID" >"$pids_file"
 
-read_prometheus() {
-  CMD=()
-  local arg
-  while IFS= read -r -d '' arg; do CMD+=("$arg"); done < <("$REPRO" soak prometheus --dir "$run_dir/prometheus")
-  [[ ${#CMD[@]} -gt 0 ]] || exit 1
-}
-read_prometheus
+read_argv "$REPRO" soak prometheus --dir "$run_dir/prometheus"
 PROM_LOG="$REPRO_LOG_DIR/prometheus.log"
 start_server prometheus "$PROM_LOG" "${CMD[@]}"
 PROM_PID=$SERVER_PID

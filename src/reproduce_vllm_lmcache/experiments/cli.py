@@ -577,7 +577,7 @@ def cmd_soak_report(args: argparse.Namespace) -> int:
     l1 = float(config.get("REPRO_SOAK_L1_SIZE_GB"))
     summary = soak.summarize(run_dir, _soak_bounds(), l1)
     rows = soak.load_requests(run_dir / "bench")
-    series = json.loads((run_dir / "prometheus-series.json").read_text()) if (run_dir / "prometheus-series.json").is_file() else {}
+    series = soak.read_json(run_dir / "prometheus-series.json", {})
     soak_plots.timeline(rows, series, soak.load_samples(run_dir / "samples.jsonl"), summary["restart"],
                         summary["times"]["load_started"], run_dir / "soak-timeline.png")  # fmt: skip
     sim = summary["simulator"]

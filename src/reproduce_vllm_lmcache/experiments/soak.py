@@ -286,17 +286,22 @@ def simulated_at(curve: list[tuple[float, float]], capacity_gib: float) -> float
 # --- the whole run ---------------------------------------------------------------------------
 
 
+def read_json(path: Path, missing: Any) -> Any:
+    """A file the run may not have got to (the script goes on past a failed step): ``missing``."""
+    return json.loads(path.read_text()) if path.is_file() else missing
+
+
 def summarize(run_dir: Path, bounds: Bounds, l1_gib: float) -> dict[str, Any]:
     meta = json.loads((run_dir / "soak-times.json").read_text())
     started, ended = float(meta["load_started"]), float(meta["load_ended"])
     window = Window(float(meta["killed_at"]), float(meta["ready_at"]), float(meta["grace_s"])) if "ready_at" in meta else None
     rows = load_requests(run_dir / "bench")
     requests = classify(rows, window)
-    series = json.loads((run_dir / "prometheus-series.json").read_text()) if (run_dir / "prometheus-series.json").is_file() else {}
+    series = read_json(run_dir / "prometheus-series.json", {})
     samples = load_samples(run_dir / "samples.jsonl")
     memory = memory_verdicts(samples, bounds)
-    soak_answers = json.loads((run_dir / "answers-lmcache.json").read_text()) if (run_dir / "answers-lmcache.json").is_file() else []
-    base_answers = json.loads((run_dir / "answers-baseline.json").read_text()) if (run_dir / "answers-baseline.json").is_file() else []
+    soak_answers = read_json(run_dir / "answers-lmcache.json", [])
+    base_answers = read_json(run_dir / "answers-baseline.json", [])
     hit = hit_verdict(series, started, ended, window, bounds)
     curve = parse_sweep((run_dir / "sweep.txt").read_text()) if (run_dir / "sweep.txt").is_file() else []
     lm_hits, lm_queries = values(series, "lmcache_hit_tokens"), values(series, "lmcache_requested_tokens")

@@ -100,6 +100,10 @@ def _port(env: dict[str, str], key: str) -> int:
     return _int(env, key, 1, 65535)
 
 
+def is_loopback(host: str) -> bool:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
 def venv_bin(name: str) -> Path:
     """A console script of the environment this code runs in."""
     return Path(sys.executable).with_name(name)
@@ -219,7 +223,7 @@ class Settings:
             raise KnobError(f"REPRO_HOST={host!r}: servers bind to loopback only (127.0.0.1, localhost or ::1)")
         netns = config.get("REPRO_NETNS", env)
         store_host = config.get("REPRO_STORE_HOST", env) or host
-        if store_host != host and not netns and not ipaddress.ip_address(store_host.replace("localhost", "127.0.0.1")).is_loopback:
+        if store_host != host and not netns and not is_loopback(store_host):
             raise KnobError(f"REPRO_STORE_HOST={store_host!r}: a loopback address, unless REPRO_NETNS puts the servers "
                             "in a network namespace (scripts/nodes.sh), where it is an address of that namespace's link")  # fmt: skip
         raw_lengths = config.get("REPRO_PROMPT_TOKENS", env)
@@ -377,7 +381,7 @@ class Settings:
         namespace's address, which only the nodes' namespaces can reach: there Redis's protected
         mode, which answers every non-loopback client DENIED, is off), own port and folder,
         nothing persisted."""
-        loopback = ipaddress.ip_address(self.store_host.replace("localhost", "127.0.0.1")).is_loopback
+        loopback = is_loopback(self.store_host)
         return [
             self.redis_server,
             "--bind", self.store_host, "--port", str(self.redis_port),

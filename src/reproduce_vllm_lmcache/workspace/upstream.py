@@ -4,8 +4,9 @@ to run at all, next to the workspace's own checkouts (which keep every patch and
 For each checkout with a patch marked ``Upstream mode: drop``, a git worktree of it sits in
 ``.repro/upstream/<checkout>`` at the pinned tag with the kept patches committed on top, and the
 compiled extensions copied from the checkout (the patches touch Python only). The servers find it
-first on their PYTHONPATH. A vLLM tree is not served by the preload server (it holds the
-checkout's vLLM): such a vLLM starts the plain way. Standard library only.
+first on their PYTHONPATH. Upstream mode has a preload server of its own (scripts/preload.sh
+with REPRO_PATCHES=upstream), which imports this vLLM tree; the checkout's preload server refuses
+it. Standard library only.
 """
 
 from __future__ import annotations
