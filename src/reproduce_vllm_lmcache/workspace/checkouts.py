@@ -70,11 +70,37 @@ def clone(src: Source, dest: Path) -> str:
     return f"git clone {src.git_url} @ {src.git_tag}"
 
 
+def extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract an sdist, refusing members that would land outside ``dest``.
+
+    Python's own ``filter="data"`` exists from 3.11.4 / 3.12 on; Debian 12's
+    python3 is 3.11.2, so older interpreters get the same checks done here.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        link = root  # where a link points: symlinks from their folder, hard links from the top
+        if member.issym():
+            link = (target.parent / member.linkname).resolve()
+        elif member.islnk():
+            link = (root / member.linkname).resolve()
+        if not (target.is_relative_to(root) and link.is_relative_to(root)) or member.isdev():
+            raise CheckoutError(f"{tar.name}: refusing to extract {member.name!r} (outside the checkout or a device)")
+        # As the data filter does: files belong to whoever runs setup (git refuses a
+        # checkout owned by the sdist author's uid), no setuid or group/other write bits.
+        member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+        member.mode &= 0o755
+    tar.extractall(dest)
+
+
 def from_sdist(src: Source, dest: Path) -> str:
     archive = fetch.cached(Artifact(src.pypi_name, src.sdist, src.sdist_sha256))
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+            extract(tar, Path(tmp))
         (top,) = Path(tmp).iterdir()
         top.rename(dest)
     git(dest, "init", "--quiet", "--initial-branch=workspace")
