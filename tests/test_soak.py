@@ -19,6 +19,10 @@ SHORT = {
     "REPRO_SOAK_MINUTES": "2", "REPRO_SOAK_WARMUP_S": "30", "REPRO_SOAK_RECOVERY_S": "20", "REPRO_SOAK_CHAT_ROUND_S": "60",
     "REPRO_SOAK_L1_SIZE_GB": "0.1", "REPRO_SOAK_DOCS": "5", "REPRO_SOAK_DOC_TOKENS": "400", "REPRO_SOAK_DOC_QUERIES": "2", "REPRO_SOAK_SAMPLE_S": "3",
     "REPRO_PROMETHEUS_SCRAPE_S": "3", "REPRO_SOAK_SAMPLE_PROMPTS": "2", "REPRO_SOAK_SAMPLE_TOKENS": "256",
+    # Its hit rates come from about 30 s of requests on each side of the restart (0.58 before,
+    # 0.48 after in one run here): a lower bar than the recorded run's 0.8; a connector that
+    # never comes back scores about 0.
+    "REPRO_SOAK_HIT_RECOVERY": "0.7",
 }  # fmt: skip
 
 

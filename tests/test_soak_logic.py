@@ -77,6 +77,21 @@ def test_hit_rate_recovery_from_counter_readings() -> None:
     assert soak.hit_rate([], queries, 0, 10) is None
 
 
+def test_hit_rate_after_the_restart_ends_with_the_mixed_load() -> None:
+    # 50% hits throughout while both workloads run (to t=170); then one workload alone, no hits.
+    queries = [(t, 10.0 * t) for t in range(0, 201, 5)]
+    hits = [(t, 5.0 * min(t, 170)) for t in range(0, 201, 5)]
+    series = {**counters("vllm_external_hit_tokens", hits), **counters("vllm_external_query_tokens", queries)}
+    window = soak.Window(killed_at=100, ready_at=110, grace_s=5)
+    rows = [{"workload": "docs", "finish": 20.0}, {"workload": "docs", "finish": 170.0}, {"workload": "chat", "finish": 199.0}]
+    mixed = soak.mixed_until(rows, 200)
+    assert mixed == 170
+    found = soak.hit_verdict(series, 0, 200, window, BOUNDS, mixed)
+    assert found["after_restart"] == 0.5 and found["passed"] and "30 s before the load's end" in found["detail"]
+    assert not soak.hit_verdict(series, 0, 200, window, BOUNDS)["passed"]  # to the load's end: 0.5 x 50/80
+    assert soak.mixed_until([], 200) == 200
+
+
 def test_eviction_share_after_warm_up() -> None:
     series = counters("l1_evicted_chunks_per_s", [(t, 0.0 if t < 30 else 2.0) for t in range(0, 100, 5)])
     assert soak.eviction_verdict(series, 0, BOUNDS)["share_of_samples_evicting"] == pytest.approx(14 / 18, abs=1e-3)
