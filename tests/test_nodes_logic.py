@@ -8,7 +8,7 @@ import os
 import pytest
 
 from reproduce_vllm_lmcache.experiments import nodes
-from reproduce_vllm_lmcache.servers import netns
+from reproduce_vllm_lmcache.servers import lmcache_api, netns
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 from reproduce_vllm_lmcache.workspace import system
 
@@ -74,3 +74,11 @@ def test_missing_platform_programs_are_named_with_their_install_command(monkeypa
     assert system.hint(lacking).startswith("apt install redis-server")
     monkeypatch.setenv("REPRO_SYSTEM_PACKAGES", "off")
     assert "install with: apt install redis-server" in system.ensure()
+
+
+def test_a_restarted_server_counts_no_registration_until_a_worker_registers() -> None:
+    # The fields of LMCache's /status (0.5.6) that list registered KV caches.
+    assert lmcache_api.registered_kv_caches({"registered_gpu_ids": [], "registered_non_cuda_instance_ids": []}) == 0
+    assert lmcache_api.registered_kv_caches({"registered_gpu_ids": [3562181473706219206]}) == 1
+    assert lmcache_api.registered_kv_caches({"registered_non_cuda_instance_ids": ["x"]}) == 1
+    assert lmcache_api.registered_kv_caches({}) == 0

@@ -86,16 +86,19 @@ class Node:
     def wait_connector(self, timeout: float = 120) -> float:
         """Seconds until this node's vLLM uses its (restarted) LMCache server again: its
         connector's heartbeat has to find the server back (the worker re-registers its KV cache,
-        the scheduler's side starts asking again). Probed with requests shorter than one chunk
-        (nothing is stored) until the server counts the lookup they cause."""
+        the scheduler's side starts asking again). Until the server lists the registration (its
+        /status), then probed with requests shorter than one chunk (nothing is stored) until the
+        server counts the lookup they cause: lookups alone come back first, and find nothing
+        while the worker is not registered."""
         started = time.monotonic()
         url = self.session.settings.lmcache_http_url
         while True:
             with self.inside():
+                registered = lmcache_api.registered_kv_caches(lmcache_api.status(self.session.client, url)) > 0
                 before = metrics.scrape(self.session.client, url).get(metrics.LMCACHE_LOOKUPS, 0.0)
                 self.session.prime()
                 after = metrics.scrape(self.session.client, url).get(metrics.LMCACHE_LOOKUPS, 0.0)
-            if after > before:
+            if registered and after > before:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"node {self.name}: vLLM did not use its restarted LMCache server within {timeout:.0f} s")
@@ -189,11 +192,13 @@ def after_restart(a: Node, earlier: dict[str, Any], timeout: float, coordinator_
     want = full_chunks(tokens, a.session.settings.chunk_size)
     colds = {r["prompt"]: r for r in earlier["rounds"] if r["name"].startswith("cold@")}
     steps, rounds = [], []
-    at_restart = {"held": a.l1_objects(), "listed_by_coordinator": listed_l1(a.coordinator(coordinator_url), a.name)}
+    at_restart: dict[str, Any] = {"held": a.l1_objects(), "listed_by_coordinator": listed_l1(a.coordinator(coordinator_url), a.name)}
     print(f"  right after the restart {a.name}'s L1 holds {at_restart['held']} objects; the coordinator lists "
           f"{at_restart['listed_by_coordinator']} for it", flush=True)  # fmt: skip
     back = a.wait_connector()
-    print(f"  {a.name}'s vLLM uses its restarted LMCache server again after {back:.1f} s", flush=True)
+    at_restart["connector_back_s"] = round(back, 1)
+    print(f"  {a.name}'s vLLM uses its restarted LMCache server again after {back:.1f} s (KV caches re-registered, "
+          "lookups counted)", flush=True)  # fmt: skip
     for i, (tag, seed) in enumerate(earlier["prompts"].items()):
         label = f"p{tokens}-{tag}"
         cold = colds[label]

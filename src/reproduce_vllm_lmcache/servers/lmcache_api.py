@@ -37,3 +37,10 @@ def l2_pending(state: dict[str, Any]) -> int:
 def eviction_controller(state: dict[str, Any]) -> dict[str, Any]:
     """The L1 eviction controller's block: policy, trigger watermark, eviction ratio."""
     return dict(state.get("storage_manager", {}).get("l1_eviction_controller", {}))
+
+
+def registered_kv_caches(state: dict[str, Any]) -> int:
+    """How many engine workers have registered their KV caches (a restarted server has none
+    until each connector's heartbeat finds it back and re-registers: until then it stores
+    nothing and its lookups find nothing for them)."""
+    return len(state.get("registered_gpu_ids", [])) + len(state.get("registered_non_cuda_instance_ids", []))
