@@ -1,6 +1,9 @@
 """Checkout safety: local edits are never overwritten; offline failures are explained."""
 
 import dataclasses
+import io
+import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,32 @@ def test_bad_source_mode_is_rejected(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("REPRO_SOURCE", "svn")
     with pytest.raises(checkouts.CheckoutError, match="expected auto, git or sdist"):
         checkouts.ensure(fake_source(tmp_path))
+
+
+def _tar(path: Path, *members: tuple[str, int, int]) -> Path:
+    """A .tar.gz holding one small file per (name, uid, mode)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, uid, mode in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid, info.uname, info.mode = 2, uid, uid, "someone", mode
+            tar.addfile(info, io.BytesIO(b"ok"))
+    return path
+
+
+def test_sdist_files_belong_to_whoever_runs_setup(tmp_path) -> None:
+    # On any Python (3.11.2, Debian 12's, has no tarfile data filter): the sdist author's uid
+    # would make git refuse the checkout ("dubious ownership") when setup runs as root.
+    archive = _tar(tmp_path / "ok.tar.gz", ("pkg-1.0/setup.py", 12345, 0o4777))
+    with tarfile.open(archive) as tar:
+        checkouts.extract(tar, tmp_path / "out")
+    extracted = tmp_path / "out/pkg-1.0/setup.py"
+    assert extracted.read_bytes() == b"ok"
+    assert extracted.stat().st_uid == os.getuid() and not extracted.stat().st_mode & 0o4022
+
+
+@pytest.mark.parametrize("name", ["../escape.py", "/abs/escape.py"])
+def test_sdist_member_outside_the_checkout_is_refused(tmp_path, name) -> None:
+    archive = _tar(tmp_path / "bad.tar.gz", ("pkg-1.0/setup.py", 0, 0o644), (name, 0, 0o644))
+    with tarfile.open(archive) as tar, pytest.raises((checkouts.CheckoutError, tarfile.TarError)):
+        checkouts.extract(tar, tmp_path / "out")
+    assert not (tmp_path / "escape.py").exists()
