@@ -3,10 +3,12 @@ user would, with Ctrl-C (SIGINT)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +16,8 @@ from pathlib import Path
 import psutil
 
 from reproduce_vllm_lmcache.config import ROOT
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class ScriptedServer:
@@ -95,6 +99,10 @@ class ScriptedServer:
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        # And as the scripts treat their own servers (lib.sh's with_parent): SIGTERM when this
+        # test run dies, even by SIGKILL (a CI timeout), so the script's trap stops what it started.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _pgid(pid: int) -> int | None:
