@@ -143,6 +143,8 @@ start_server() {
       watch_parent "$SERVER_PID"
     fi
   fi
+  # For the next preflight: this folder is stale once that pid is gone (a SIGKILLed script).
+  echo "$SERVER_PID" >"$tmp/repro-server.pid"
   echo "$name: started, pid $SERVER_PID${SERVER_VIA:+ (forked by the preload server)}, log $log"
 }
 

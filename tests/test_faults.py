@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from scripted_servers import ScriptedServer, alive, expected_hit, shm_segments
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.report import judging
 from reproduce_vllm_lmcache.servers import http_client
+from reproduce_vllm_lmcache.servers.preflight import SERVER_PID_FILE
 from reproduce_vllm_lmcache.servers.settings import Settings
 from reproduce_vllm_lmcache.workspace import export
 
@@ -96,6 +98,16 @@ def start(script: str, env: dict[str, str], ready: str, timeout: float = 900) ->
     server.wait_for(ready, timeout)
     server.remember_group()
     return server
+
+
+def server_tmpdirs(pids: set[int]) -> list[Path]:
+    """The private TMPDIRs (scripts/lib.sh start_server) of these servers."""
+    found = []
+    for folder in Path(tempfile.gettempdir()).glob("repro-*.*"):
+        with contextlib.suppress(OSError, ValueError):
+            if int((folder / SERVER_PID_FILE).read_text()) in pids:
+                found.append(folder)
+    return found
 
 
 def rounds(env: dict[str, str], names: str, seed: str, tag: str, timeout: float = 600) -> tuple[list[dict[str, Any]] | None, str]:
@@ -358,7 +370,8 @@ def test_small_l1_then_start_scripts_killed_with_sigkill(env) -> None:
     Then a start script that cannot clean up (SIGKILL) still takes its server along: LMCache
     started the plain way (the kernel's parent-death signal), vLLM forked by the preload server
     when one runs (it watches the script). The worker's segment is gone afterwards: unlinked by
-    the worker itself when it got to shut down (patch 0005), else removed by the next preflight."""
+    the worker itself when it got to shut down (patch 0005), else removed by the next preflight,
+    which also removes the servers' private TMPDIRs."""
     small = {**env, "REPRO_L1_SIZE_GB": "0.02", "REPRO_PROMPT_TOKENS": "1500"}
     lmcache = start("start_lmcache.sh", {**small, "REPRO_PRELOAD": "off"}, "lmcache: serving")
     vllm = start("start_vllm.sh", small, "vllm: serving")
@@ -366,6 +379,7 @@ def test_small_l1_then_start_scripts_killed_with_sigkill(env) -> None:
     healthy = lmcache.proc.poll() is None and vllm.proc.poll() is None
     pids = lmcache.group | vllm.group
     segments = shm_segments(pids)
+    tmpdirs = server_tmpdirs({lmcache.server_pid, vllm.server_pid})
     for server in (vllm, lmcache):
         os.kill(server.script_pid, signal.SIGKILL)
     deadline = time.monotonic() + 90
@@ -384,14 +398,19 @@ def test_small_l1_then_start_scripts_killed_with_sigkill(env) -> None:
         requests="2/0", identical=same(cold, warm), leaks="see the next row (the servers are then SIGKILLed)")  # fmt: skip
     case = "start scripts killed with SIGKILL (no cleanup possible)"
     row(case, "upstream", SAME)
+    kept = [str(d) for d in tmpdirs if d.exists()]
     row(case, "all", f"servers gone {'yes' if not left else 'NO'} within 90 s; {len(segments)} worker segment(s), "
-                    f"{len(leftover)} left for the next preflight; all gone after it: {'yes' if not shm_segments(pids) else 'NO'}",
-        requests="0/0", identical="n/a", leaks="none" if not left and not shm_segments(pids) else f"{left} {shm_segments(pids)}")  # fmt: skip
+                    f"{len(leftover)} left for the next preflight, and {len(tmpdirs)} private TMPDIR(s); "
+                    f"all gone after it: {'yes' if not shm_segments(pids) and not kept else 'NO'}",
+        requests="0/0", identical="n/a",
+        leaks="none" if not left and not shm_segments(pids) and not kept else f"{left} {shm_segments(pids)} {kept}")  # fmt: skip
     assert healthy and warm["vllm_external_hit_tokens"] < expected_hit(1500) and same(cold, warm) == "yes"
     assert not left, f"left running: {left}"
     assert not shm_segments(pids), preflight.stdout + preflight.stderr
     assert segments, "vLLM's worker had no segment: nothing was checked"
     assert all(f"removed {seg}" in preflight.stdout for seg in leftover), preflight.stdout
+    assert len(tmpdirs) == 2, f"expected the two servers' private TMPDIRs, found {tmpdirs}"
+    assert not kept, preflight.stdout + preflight.stderr
 
 
 def test_port_taken_and_bad_knobs_are_refused_before_anything_starts(env) -> None:

@@ -43,11 +43,13 @@ def cmd_url(args: argparse.Namespace) -> int:
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     from reproduce_vllm_lmcache.servers.guards import check_memory
-    from reproduce_vllm_lmcache.servers.preflight import check_ports, check_redis_binary, ports_for, remove_stale_segments
+    from reproduce_vllm_lmcache.servers.preflight import check_ports, check_redis_binary, ports_for, remove_stale_segments, remove_stale_tmpdirs
     from reproduce_vllm_lmcache.servers.settings import Settings
 
     settings = Settings.from_env()
     check_ports(args.server, settings)
+    for line in remove_stale_tmpdirs():
+        print(f"{args.server}: {line}")
     if args.server == "redis":
         print(f"redis: {check_redis_binary(settings)} on {settings.redis_url}, folder {settings.redis_dir}")
         return 0

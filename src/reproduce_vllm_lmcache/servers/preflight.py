@@ -6,11 +6,16 @@ import errno
 import re
 import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import psutil
 
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
+
+# Written by scripts/lib.sh's start_server into the server's private TMPDIR
+# (<tmp>/repro-<name>.XXXXXX): the server's pid, once it runs.
+SERVER_PID_FILE = "repro-server.pid"
 
 
 def port_holder(port: int) -> str:
@@ -106,4 +111,39 @@ def remove_stale_segments() -> list[str]:
         size = seg.stat().st_size / 2**30
         seg.unlink(missing_ok=True)
         lines.append(f"removed {seg} ({size:.1f} GiB), left behind by a vLLM worker that is gone")
+    return lines
+
+
+def _same_process_since(pid: int, written: float) -> bool:
+    """``pid`` runs and was started before ``written`` (not a later process given the same pid)."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= written + 1.0
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stale_tmpdirs(tmp: Path | None = None) -> list[Path]:
+    """Private TMPDIRs of servers that are gone. A start script stops its server and removes
+    the folder; one killed with SIGKILL cannot, and its server dies with it (parent-death
+    signal), so the folder stays. Folders without the pid file (being set up, or not a
+    server's) are never touched."""
+    stale = []
+    for folder in sorted(Path(tmp or tempfile.gettempdir()).glob("repro-*.*")):
+        pid_file = folder / SERVER_PID_FILE
+        try:
+            pid, written = int(pid_file.read_text().strip()), pid_file.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if not _same_process_since(pid, written):
+            stale.append(folder)
+    return stale
+
+
+def remove_stale_tmpdirs(tmp: Path | None = None) -> list[str]:
+    """Remove stale_tmpdirs() (links in them are removed, not followed); one line per folder."""
+    lines = []
+    for folder in stale_tmpdirs(tmp):
+        shutil.rmtree(folder, ignore_errors=True)
+        lines.append(f"removed {folder}, the private TMPDIR of a server that is gone")
     return lines
