@@ -1,7 +1,10 @@
 """The checks that end setup, asserted one by one, plus the lock and the disk guard."""
 
+import ssl
 import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +23,7 @@ def test_environment_check(check) -> None:
 
 def test_uv_lock_matches_pyproject() -> None:
     result = subprocess.run(
-        [bootstrap.uv_binary(), "lock", "--check"], cwd=ROOT, env=bootstrap.build_env(), capture_output=True, text=True
+        [bootstrap.uv_binary(), "lock", "--check"], cwd=ROOT, env=bootstrap.uv_env(bootstrap.build_env(), bootstrap.system_store_exists()), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
 
@@ -65,3 +68,24 @@ def test_checkouts_are_live_editable(checkout, package) -> None:
         probe.unlink()
     value, origin = result.stdout.split()
     assert value == "live" and origin == str(probe), result.stdout + result.stderr[-2000:]
+
+
+def test_uv_trusts_the_system_store_unless_the_user_chose(tmp_path) -> None:
+    assert bootstrap.uv_env({"PATH": "/bin"}, has_store=True) == {"PATH": "/bin", "UV_SYSTEM_CERTS": "1"}
+    assert bootstrap.uv_env({"UV_SYSTEM_CERTS": "0"}, has_store=True) == {"UV_SYSTEM_CERTS": "0"}
+    assert bootstrap.uv_env({"UV_NATIVE_TLS": "1"}, has_store=True) == {"UV_NATIVE_TLS": "1"}
+    assert bootstrap.uv_env({"PATH": "/bin"}, has_store=False) == {"PATH": "/bin"}
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS always has its keychain")
+def test_system_store_is_openssls_ca_file_or_a_non_empty_folder(tmp_path) -> None:
+    def paths(cafile: Path | None, capath: Path | None) -> ssl.DefaultVerifyPaths:
+        return ssl.DefaultVerifyPaths(str(cafile) if cafile else None, str(capath) if capath else None, "", "", "", "")
+
+    bundle, folder = tmp_path / "ca.crt", tmp_path / "certs"
+    folder.mkdir()
+    assert not bootstrap.system_store_exists(paths(bundle, folder))
+    (folder / "abc.0").write_text("x")
+    assert bootstrap.system_store_exists(paths(None, folder))
+    bundle.write_text("x")
+    assert bootstrap.system_store_exists(paths(bundle, None))

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -56,10 +57,32 @@ def uv_binary() -> str:
     return found
 
 
+def system_store_exists(paths: ssl.DefaultVerifyPaths | None = None) -> bool:
+    """The platform has a certificate store: macOS's keychain, or OpenSSL's CA file or folder."""
+    if sys.platform == "darwin":
+        return True
+    paths = paths or ssl.get_default_verify_paths()
+    folder = Path(paths.capath) if paths.capath else None
+    return bool(paths.cafile and Path(paths.cafile).is_file()) or bool(folder and folder.is_dir() and any(folder.iterdir()))
+
+
+def uv_env(env: dict[str, str] | None, has_store: bool) -> dict[str, str]:
+    """uv trusts only its bundled roots unless told otherwise, while the rest of setup (Python's
+    ssl for the downloads, pip for uv itself) trusts the system's store, where a machine behind a
+    TLS-inspecting proxy has that proxy's CA. Without SSL_CERT_FILE in the environment, uv
+    then failed ("invalid peer certificate: UnknownIssuer") where the downloads had worked. So
+    uv uses the system store too, unless the user chose (UV_SYSTEM_CERTS, UV_NATIVE_TLS)."""
+    out = dict(os.environ if env is None else env)
+    if has_store and not any(k in out for k in ("UV_SYSTEM_CERTS", "UV_NATIVE_TLS")):
+        out["UV_SYSTEM_CERTS"] = "1"
+    return out
+
+
 def run(cmd: list[str], env: dict[str, str] | None = None) -> None:
     print("      $ " + " ".join(cmd), flush=True)
     if cmd[0] == "uv":
         cmd = [uv_binary(), *cmd[1:]]
+        env = uv_env(env, system_store_exists())
     result = subprocess.run(cmd, cwd=ROOT, env=env)
     if result.returncode != 0:
         raise SetupError(f"`{' '.join(cmd)}` failed with exit code {result.returncode} (see output above)")
