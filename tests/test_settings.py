@@ -51,6 +51,7 @@ def test_explicit_dtype_wins() -> None:
         ({"REPRO_MODEL": "models/nope"}, "no such model directory"),
         ({"REPRO_PREFIX_CACHING": "yes"}, "REPRO_PREFIX_CACHING='yes'"),
         ({"REPRO_EVICTION_POLICY": "FIFO"}, "REPRO_EVICTION_POLICY='FIFO'"),
+        ({"REPRO_BLOCK_SIZE": "16", "REPRO_CHUNK_SIZE": "64"}, "REPRO_BLOCK_SIZE=16: vLLM's CPU attention takes blocks in multiples of 32"),
     ],
 )
 def test_bad_knobs_are_refused_with_the_knob_named(env, message) -> None:

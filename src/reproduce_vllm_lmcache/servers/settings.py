@@ -240,6 +240,11 @@ class Settings:
                     f"REPRO_MAX_MODEL_LEN={max_model_len}; shorten the prompt or raise the limit"
                 )
         chunk_size, block_size = _int(env, "REPRO_CHUNK_SIZE", 16), _int(env, "REPRO_BLOCK_SIZE", 16)
+        if block_size % 32:
+            raise KnobError(
+                f"REPRO_BLOCK_SIZE={block_size}: vLLM's CPU attention takes blocks in multiples of 32 "
+                "(with 16 its engine fails to start: 'No common block size')"
+            )
         if chunk_size % block_size:
             raise KnobError(
                 f"REPRO_CHUNK_SIZE={chunk_size} is not a multiple of REPRO_BLOCK_SIZE={block_size} "
