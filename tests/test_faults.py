@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from scripted_servers import ScriptedServer, alive, expected_hit, shm_segments
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.report import judging
 from reproduce_vllm_lmcache.servers import http_client
-from reproduce_vllm_lmcache.servers.preflight import SERVER_PID_FILE
+from reproduce_vllm_lmcache.servers.preflight import server_tmpdirs
 from reproduce_vllm_lmcache.servers.settings import Settings
 from reproduce_vllm_lmcache.workspace import export
 
@@ -98,16 +97,6 @@ def start(script: str, env: dict[str, str], ready: str, timeout: float = 900) ->
     server.wait_for(ready, timeout)
     server.remember_group()
     return server
-
-
-def server_tmpdirs(pids: set[int]) -> list[Path]:
-    """The private TMPDIRs (scripts/lib.sh start_server) of these servers."""
-    found = []
-    for folder in Path(tempfile.gettempdir()).glob("repro-*.*"):
-        with contextlib.suppress(OSError, ValueError):
-            if int((folder / SERVER_PID_FILE).read_text()) in pids:
-                found.append(folder)
-    return found
 
 
 def rounds(env: dict[str, str], names: str, seed: str, tag: str, timeout: float = 600) -> tuple[list[dict[str, Any]] | None, str]:
@@ -379,7 +368,7 @@ def test_small_l1_then_start_scripts_killed_with_sigkill(env) -> None:
     healthy = lmcache.proc.poll() is None and vllm.proc.poll() is None
     pids = lmcache.group | vllm.group
     segments = shm_segments(pids)
-    tmpdirs = server_tmpdirs({lmcache.server_pid, vllm.server_pid})
+    tmpdirs = [folder for folder, pid, _ in server_tmpdirs() if pid in {lmcache.server_pid, vllm.server_pid}]
     for server in (vllm, lmcache):
         os.kill(server.script_pid, signal.SIGKILL)
     deadline = time.monotonic() + 90

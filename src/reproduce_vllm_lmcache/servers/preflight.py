@@ -78,10 +78,12 @@ def check_redis_binary(settings: Settings) -> str:
     return found
 
 
-def _running(pid: int) -> bool:
-    """The process exists and is not a zombie (exited, not yet reaped)."""
+def _running(pid: int, started_by: float | None = None) -> bool:
+    """The process exists and is not a zombie (exited, not yet reaped); with ``started_by``, it
+    also started by then (not a later process given the same pid)."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and (started_by is None or proc.create_time() <= started_by + 1.0)
     except psutil.NoSuchProcess:
         return False
 
@@ -114,30 +116,25 @@ def remove_stale_segments() -> list[str]:
     return lines
 
 
-def _same_process_since(pid: int, written: float) -> bool:
-    """``pid`` runs and was started before ``written`` (not a later process given the same pid)."""
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= written + 1.0
-    except psutil.NoSuchProcess:
-        return False
+def server_tmpdirs(tmp: Path | None = None) -> list[tuple[Path, int, float]]:
+    """Private TMPDIRs of servers (scripts/lib.sh start_server), each with the pid its pid file
+    names and when that file was written. Folders without the pid file (being set up, or not a
+    server's) are not listed."""
+    found = []
+    for folder in sorted(Path(tmp or tempfile.gettempdir()).glob("repro-*.*")):
+        pid_file = folder / SERVER_PID_FILE
+        try:
+            found.append((folder, int(pid_file.read_text().strip()), pid_file.stat().st_mtime))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def stale_tmpdirs(tmp: Path | None = None) -> list[Path]:
     """Private TMPDIRs of servers that are gone. A start script stops its server and removes
     the folder; one killed with SIGKILL cannot, and its server dies with it (parent-death
-    signal), so the folder stays. Folders without the pid file (being set up, or not a
-    server's) are never touched."""
-    stale = []
-    for folder in sorted(Path(tmp or tempfile.gettempdir()).glob("repro-*.*")):
-        pid_file = folder / SERVER_PID_FILE
-        try:
-            pid, written = int(pid_file.read_text().strip()), pid_file.stat().st_mtime
-        except (OSError, ValueError):
-            continue
-        if not _same_process_since(pid, written):
-            stale.append(folder)
-    return stale
+    signal), so the folder stays."""
+    return [folder for folder, pid, written in server_tmpdirs(tmp) if not _running(pid, started_by=written)]
 
 
 def remove_stale_tmpdirs(tmp: Path | None = None) -> list[str]:
