@@ -88,7 +88,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workload_report(args: argparse.Namespace) -> int:
+    """A workload run folder: workload.json, workload.md (the tables), plots; exit 1 on a failed check."""
+    from reproduce_vllm_lmcache.report import plots, results, workloads
+
+    summary = workloads.summarize(args.run_dir)
+    capacity = summary["rows"][0]["capacity_tokens"]
+    images = plots.workload(summary["rows"], summary["floor_s"], capacity, args.run_dir)
+    summary["config"] = {"knobs": config.resolved(), **results.environment()}
+    path = results.write(args.run_dir, "workload.json", summary, latest=False)
+    text = workloads.lines(summary)
+    (args.run_dir / "workload.md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+    print(f"recorded {path}, workload.md and {', '.join(p.name for p in images)}")
+    return 0 if summary["passed"] else 1
+
+
 def register(sub: Any) -> None:
+    p = sub.add_parser("workload-report", help="tables, targets, checks and plots of a workload run folder")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_workload_report)
     p = sub.add_parser("table", help="print the table of a recorded run.json")
     p.add_argument("file", type=Path, nargs="?", default=config.path("REPRO_RESULTS_DIR") / "latest.json")
     p.set_defaults(func=cmd_table)

@@ -70,3 +70,44 @@ def ratios(points: list[dict[str, Any]], out: Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def workload(rows: list[dict[str, Any]], floor_s: float | None, capacity_tokens: int, out_dir: Path) -> list[Path]:
+    """Hit rate, TTFT p50/p99 and throughput against the working set / vLLM's KV capacity, one
+    line per configuration and one panel per concurrency; the capacity marked, the floor of a
+    warm request drawn beside the TTFTs."""
+    concurrencies = sorted({r["concurrency"] for r in rows})
+    names = list(dict.fromkeys(r["configuration"] for r in rows))
+    panels = (
+        ("workload-hit-rate.png", "hit rate (prompt tokens from a cache)", (("hit_rate", "-"),)),
+        ("workload-ttft.png", "TTFT (s): p50 solid, p99 dashed", (("ttft_p50_s", "-"), ("ttft_p99_s", "--"))),
+        ("workload-throughput.png", "throughput (requests/s)", (("req_s", "-"),)),
+    )
+    written = []
+    for filename, ylabel, keys in panels:
+        fig, axes = plt.subplots(1, len(concurrencies), figsize=(5.5 * len(concurrencies), 4.2), squeeze=False)
+        for ax, c in zip(axes[0], concurrencies):
+            for i, name in enumerate(names):
+                ps = sorted((r for r in rows if r["configuration"] == name and r["concurrency"] == c), key=lambda r: r["ratio"])
+                for key, style in keys:
+                    xs = [p["ratio"] for p in ps if p.get(key) is not None]
+                    ys = [p[key] for p in ps if p.get(key) is not None]
+                    ax.plot(xs, ys, linestyle=style, marker="o", color=f"C{i}", label=f"{name}" + (" p99" if key.endswith("p99_s") else ""))
+            if filename == "workload-ttft.png":
+                ax.set_yscale("log")
+                if floor_s is not None:
+                    ax.axhline(floor_s, color="k", linestyle=":", label=f"floor of a warm request ({floor_s:.3f} s)")
+            ax.axvline(1.0, color="grey", linestyle="-.", label=f"vLLM KV capacity ({capacity_tokens} tokens)")
+            ax.set_xscale("log", base=2)
+            ticks = sorted({r["ratio"] for r in rows})
+            ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+            ax.set_xlabel("working set / vLLM KV capacity")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"concurrency {c}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / filename, dpi=110)
+        plt.close(fig)
+        written.append(out_dir / filename)
+    return written
