@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-LOCAL = "vllm:prefix_cache_hits_total"
-EXTERNAL = "vllm:external_prefix_cache_hits_total"
-L1_READS = "lmcache_mp_l1_read_chunks_total"
-L1_WRITES = "lmcache_mp_l1_write_chunks_total"
-L1_EVICTED = "lmcache_mp_l1_evicted_chunks_total"
+from reproduce_vllm_lmcache.servers.metrics import LMCACHE_L1_EVICTED as L1_EVICTED
+from reproduce_vllm_lmcache.servers.metrics import LMCACHE_READS as L1_READS
+from reproduce_vllm_lmcache.servers.metrics import LMCACHE_WRITES as L1_WRITES
+from reproduce_vllm_lmcache.servers.metrics import VLLM_EXTERNAL_HITS as EXTERNAL
+from reproduce_vllm_lmcache.servers.metrics import VLLM_LOCAL_HITS as LOCAL
+
 PREEMPTIONS = "vllm:num_preemptions_total"
 LMCACHE_CONFIGS = ("lmcache", "apc+lmcache")
 # The bars: where the working set is at least 2x vLLM's capacity, LMCache's TTFT p50 and
