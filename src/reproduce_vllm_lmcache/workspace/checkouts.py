@@ -73,12 +73,11 @@ def clone(src: Source, dest: Path) -> str:
 def extract(tar: tarfile.TarFile, dest: Path) -> None:
     """Extract an sdist, refusing members that would land outside ``dest``.
 
-    Python's own ``filter="data"`` exists from 3.11.4 / 3.12 on; Debian 12's
-    python3 is 3.11.2, so older interpreters get the same checks done here.
+    The checks run on every interpreter, so a bad archive is refused the same way
+    everywhere (Python's ``filter="data"`` would instead strip a leading ``/`` and
+    extract). That filter exists from 3.11.4 / 3.12 on; Debian 12's python3 is
+    3.11.2, so older interpreters also get its ownership and mode rules here.
     """
-    if hasattr(tarfile, "data_filter"):
-        tar.extractall(dest, filter="data")
-        return
     root = dest.resolve()
     for member in tar.getmembers():
         target = (root / member.name).resolve()
@@ -89,6 +88,10 @@ def extract(tar: tarfile.TarFile, dest: Path) -> None:
             link = (root / member.linkname).resolve()
         if not (target.is_relative_to(root) and link.is_relative_to(root)) or member.isdev():
             raise CheckoutError(f"{tar.name}: refusing to extract {member.name!r} (outside the checkout or a device)")
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    for member in tar.getmembers():
         # As the data filter does: files belong to whoever runs setup (git refuses a
         # checkout owned by the sdist author's uid), no setuid or group/other write bits.
         member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
