@@ -16,7 +16,7 @@ new_run bench
 # sweep_point NAME: start vLLM with the knobs in force, measure every prompt length, stop it.
 sweep_point() {
   up_vllm "$REPRO_LOG_DIR/vllm-$1.log"
-  "$REPRO" bench --run-dir "$run_dir" --configuration "$1" --vllm-ready-s "$READY_S" \
+  run_client "$REPRO" bench --run-dir "$run_dir" --configuration "$1" --vllm-ready-s "$READY_S" \
     ${LMCACHE_LOG:+--lmcache-log "$LMCACHE_LOG"}
   down_vllm
 }

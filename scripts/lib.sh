@@ -48,7 +48,34 @@ new_run() {
   export REPRO_LOG_DIR="$run_dir/logs"
   mkdir -p "$REPRO_LOG_DIR"
   LMCACHE_PID="" VLLM_PID=""
-  on_exit "${2:+$2; }down_vllm; down_lmcache; report_run"
+  CLIENT_PID=""
+  on_exit "${2:+$2; }stop_client; down_vllm; down_lmcache; report_run"
+}
+
+# run_client CMD...: a client (load generator, experiment step) as a waited-for child in its own
+# process group, so that Ctrl-C or SIGTERM to this script stops it and its children at once
+# (bash runs a trap only after a foreground child ends; `wait` returns on the signal).
+run_client() {
+  local status=0
+  set -m
+  with_parent "$@" </dev/null &
+  CLIENT_PID=$!
+  set +m
+  has_pdeathsig || watch_parent "$CLIENT_PID"
+  wait "$CLIENT_PID" || status=$?
+  CLIENT_PID=""
+  return "$status"
+}
+
+# stop_client: the client run_client is waiting for, with its process group (by PID).
+stop_client() {
+  [[ -n ${CLIENT_PID:-} ]] || return 0
+  kill -TERM -- "-$CLIENT_PID" 2>/dev/null
+  local i
+  for i in {1..50}; do is_running "$CLIENT_PID" || break; sleep 0.2; done
+  kill -KILL -- "-$CLIENT_PID" 2>/dev/null
+  wait "$CLIENT_PID" 2>/dev/null
+  CLIENT_PID=""
 }
 
 # report_run: report.html of run_dir (whatever the run got to) and the results index.

@@ -17,7 +17,7 @@ new_run workload
 configuration() {
   echo "=== configuration $1, concurrency $2"
   up_vllm "$REPRO_LOG_DIR/vllm-$1-c$2.log"
-  "$REPRO" workload run --run-dir "$run_dir" --configuration "$1" --concurrency "$2" --vllm-ready-s "$READY_S"
+  run_client "$REPRO" workload run --run-dir "$run_dir" --configuration "$1" --concurrency "$2" --vllm-ready-s "$READY_S"
   down_vllm
 }
 
