@@ -81,7 +81,7 @@ down_vllm
 t_stop=$((SECONDS - t0))
 new_lmcache=""  # from here on the LMCache server is kept
 t0=$SECONDS
-if [[ $(ls -d "$REPRO_RESULTS_DIR"/runs/*-dev/run.json 2>/dev/null | wc -l) -ge 2 ]]; then
+if [[ $(find "$REPRO_RESULTS_DIR"/runs -maxdepth 2 -path "*-dev/run.json" 2>/dev/null | wc -l) -ge 2 ]]; then
   echo
   "$REPRO" compare --label dev || status=$?
 else

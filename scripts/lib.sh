@@ -70,10 +70,7 @@ run_client() {
 # stop_client: the client run_client is waiting for, with its process group (by PID).
 stop_client() {
   [[ -n ${CLIENT_PID:-} ]] || return 0
-  kill -TERM -- "-$CLIENT_PID" 2>/dev/null
-  local i
-  for i in {1..50}; do is_running "$CLIENT_PID" || break; sleep 0.2; done
-  kill -KILL -- "-$CLIENT_PID" 2>/dev/null
+  "$REPRO" proc stop "$CLIENT_PID" --name client --grace 10
   wait "$CLIENT_PID" 2>/dev/null
   CLIENT_PID=""
 }
@@ -190,7 +187,7 @@ owner_pid() {
 # await_exit PID: until the server exits; its exit status when it is this script's child.
 await_exit() {
   if [[ ${SERVER_VIA:-} == preload ]]; then
-    while is_running "$1"; do sleep 1; done
+    waited "$REPRO" proc wait-exit "$1"
     return 0
   fi
   wait "$1"
@@ -207,68 +204,32 @@ watch_parent() {
   ) >/dev/null 2>&1 </dev/null &
 }
 
-# is_running PID: the process exists and is not a zombie (killed, not yet reaped by its parent,
-# e.g. a server forked by the preload server).
-is_running() {
-  local stat
-  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ -n $stat && $stat != Z* ]]
+# waited CMD...: run CMD in the background and wait for it, so that Ctrl-C or SIGTERM to this
+# script runs its trap at once (bash runs a trap only after a foreground child ends); CMD dies
+# with the script.
+waited() {
+  with_parent "$@" </dev/null &
+  wait "$!"
 }
+
+# is_running PID...: one of them exists and is not a zombie (servers/processes.py).
+is_running() { "$REPRO" proc running "$@"; }
+
+# group_pids PID: live processes of the process group led by PID, one per line.
+group_pids() { "$REPRO" proc group "$1"; }
 
 # now: seconds since the epoch, with a fraction where the shell has one (bash 5).
 now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
 
-# answers URL: an http(s) URL answers with success, or a tcp://HOST:PORT accepts connections.
-answers() {
-  if [[ $1 == unix:* ]]; then
-    "$REPO_ROOT/.venv/bin/python" -m reproduce_vllm_lmcache.servers.preload answers --socket "${1#unix:}"
-  elif [[ $1 == tcp://* ]]; then
-    local hostport=${1#tcp://}
-    (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}") 2>/dev/null
-  else
-    curl -sf -o /dev/null --max-time 2 "$1"
-  fi
-}
-
-# wait_ready NAME PID URL TIMEOUT LOG: poll URL until it answers; fail with the log's tail if
-# the process dies or the timeout passes.
+# wait_ready NAME PID URL TIMEOUT LOG: poll URL (http(s)://, tcp://HOST:PORT, unix:SOCKET) until
+# it answers; fail with the log's tail if the process dies or the timeout passes. Remembers the
+# server's processes in LOG.pids (if it is killed later, its workers' segments are still known).
 wait_ready() {
-  local name=$1 pid=$2 url=$3 timeout=$4 log=$5 start=$SECONDS next=15
-  until answers "$url"; do
-    if ! is_running "$pid"; then
-      echo "error: $name (pid $pid) exited before it was ready; last lines of $log:" >&2
-      tail -n 40 "$log" >&2
-      extra_args_hint "$name"
-      return 1
-    fi
-    if ((SECONDS - start >= timeout)); then
-      echo "error: $name not ready at $url after ${timeout} s; last lines of $log:" >&2
-      tail -n 20 "$log" >&2
-      return 1
-    fi
-    if ((SECONDS - start >= next)); then
-      echo "$name: waiting for $url ($((SECONDS - start)) s)"
-      next=$((next + 15))
-    fi
-    sleep 0.25
-  done
+  local name=$1 pid=$2 start=$SECONDS
+  waited "$REPRO" proc wait-ready "$pid" --name "$name" --url "$3" --timeout "$4" --log "$5" || return 1
   READY_S=$((SECONDS - start))
   READY_AT=$(now)
-  echo "$name: ready at $url after $READY_S s"
-  # Remember its processes now: if it is killed later, its workers' segments are still known.
-  group_pids "$pid" >"$log.pids"
-}
-
-# extra_args_hint NAME: when the user appended words to the server's command line, say so
-# (the server's own error, e.g. "unrecognized arguments", is in the log tail above).
-extra_args_hint() {
-  local knob
-  case $1 in
-    vllm*) knob=REPRO_VLLM_EXTRA_ARGS ;;
-    lmcache*) knob=REPRO_LMCACHE_EXTRA_ARGS ;;
-    *) return 0 ;;
-  esac
-  [[ -z ${!knob} ]] || echo "error: $knob='${!knob}' was appended to the $1 command line; if the log above rejects it, fix or unset $knob" >&2
+  echo "$name: ready at $3 after $READY_S s"
 }
 
 # warm_vllm NAME PID LOG: the first request's one-off work (REPRO_VLLM_WARMUP), before the
@@ -340,80 +301,12 @@ clear_lmcache() {
   "$REPRO" lmcache-clear >/dev/null || die "could not clear the LMCache server's L1"
 }
 
-# Live processes in the process group led by PID (the server and everything it spawned).
-group_pids() {
-  ps -eo pid=,pgid=,stat= | awk -v g="$1" '$2 == g && $3 !~ /^Z/ { print $1 }'
-}
-
-# shm_of PID...: the /dev/shm files these processes have mapped or open (Linux), so that what
-# they leave behind can be removed by ownership rather than by name.
-shm_of() {
-  local pid
-  [[ -d /proc ]] || return 0
-  for pid in "$@"; do
-    cat "/proc/$pid/maps" 2>/dev/null | grep -o '/dev/shm/[^ ]*' || true
-    ls -l "/proc/$pid/fd" 2>/dev/null | grep -o '/dev/shm/[^ ]*' || true
-  done | sort -u
-}
-
-# still_mapped FILE: whether any live process still maps FILE (Linux).
-still_mapped() {
-  grep -qsF "$1" /proc/[0-9]*/maps 2>/dev/null
-}
-
-# remove_shm OWNED MAPPED: delete shared-memory segments left behind by a stopped group.
-# OWNED are named after its processes (vLLM workers register /dev/shm/lmcache_kv_<pid>_<n>,
-# which nobody unlinks and the LMCache server keeps mapped): always removed. MAPPED were
-# mapped by the group (e.g. psm_* of a killed server): removed unless still in use elsewhere.
-remove_shm() {
-  local seg
-  for seg in $1; do
-    [[ -e $seg ]] || continue
-    rm -f -- "$seg" && echo "removed leftover shared memory $seg"
-  done
-  for seg in $2; do
-    [[ -e $seg ]] && ! still_mapped "$seg" || continue
-    rm -f -- "$seg" && echo "removed leftover shared memory $seg"
-  done
-}
-
 # stop_server NAME PID LOG [GRACE]: SIGTERM the process group, SIGKILL what is left after
-# GRACE seconds, then remove the group's shared-memory segments and private TMPDIR.
+# GRACE seconds, then remove the group's shared-memory segments and private TMPDIR
+# (servers/processes.py stop_group).
 stop_server() {
-  local name=$1 pid=$2 log=$3 grace=${4:-30} pids owned="" mapped p waited=0 remembered=""
-  # The processes remembered when it was ready, if that file is this server's (another server
-  # started with the same log path, e.g. on another port, must not lend it its own).
-  grep -qx "$pid" "$log.pids" 2>/dev/null && remembered=$(cat "$log.pids")
-  pids="$(group_pids "$pid") $remembered"
-  # shellcheck disable=SC2086
-  mapped=$(shm_of $pids)
-  for p in $pid $pids; do
-    owned="$owned $(ls /dev/shm/lmcache_kv_"$p"_* 2>/dev/null || true)"
-  done
-  # The group, not only its leader: a killed API server leaves its engine processes behind.
-  if [[ -n $(group_pids "$pid") ]]; then
-    echo "$name: stopping pid $pid"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    while [[ -n $(group_pids "$pid") ]] && ((waited < grace * 2)); do
-      sleep 0.5
-      waited=$((waited + 1))
-    done
-    if [[ -n $(group_pids "$pid") ]]; then
-      echo "$name: still running after ${grace} s, sending SIGKILL"
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      waited=0
-      while [[ -n $(group_pids "$pid") ]] && ((waited < 20)); do
-        sleep 0.5
-        waited=$((waited + 1))
-      done
-    fi
-  fi
-  wait "$pid" 2>/dev/null || true
-  remove_shm "$owned" "$mapped"
-  if [[ -f $log.tmpdir ]]; then
-    rm -rf -- "$(cat "$log.tmpdir")" "$log.tmpdir"
-  fi
-  [[ -z $remembered ]] || rm -f -- "$log.pids"
+  "$REPRO" proc stop "$2" --name "$1" --log "$3" --grace "${4:-30}" || echo "error: could not stop $1 (pid $2) cleanly" >&2
+  wait "$2" 2>/dev/null || true
 }
 
 # run_foreground NAME URL TIMEOUT CMD...: a server in the foreground of a terminal (A or B):

@@ -75,11 +75,8 @@ start_loop() {
   echo "soak: $1 load started, pid $!, log $REPRO_LOG_DIR/bench-$1.log"
 }
 
-loops_running() {
-  local pid
-  for pid in $LOOP_PIDS; do is_running "$pid" && return 0; done
-  return 1
-}
+# shellcheck disable=SC2086
+loops_running() { [[ -n $LOOP_PIDS ]] && is_running $LOOP_PIDS; }
 
 up_lmcache "$REPRO_LOG_DIR/lmcache.log"
 up_vllm "$REPRO_LOG_DIR/vllm.log"

@@ -18,13 +18,30 @@ def render(page: Path, shot: Path, profile: Path) -> list[str]:
     browser = find()
     assert browser, "no Chromium"
     result = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
-         "--enable-logging=stderr", "--v=0", "--window-size=1280,1600", "--virtual-time-budget=2000",
-         f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,1600",
+            "--virtual-time-budget=2000",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert shot.is_file(), result.stderr[-3000:]
-    return [line for line in result.stderr.splitlines() if "CONSOLE" in line and ("Uncaught" in line or ":ERROR:" in line or "error" in line.lower())]
+    return [
+        line
+        for line in result.stderr.splitlines()
+        if "CONSOLE" in line and ("Uncaught" in line or ":ERROR:" in line or "error" in line.lower())
+    ]
 
 
 def blank(shot: Path) -> bool:

@@ -4,12 +4,24 @@ answers."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
 
 import pytest
-from scripted_servers import ScriptedServer
 
 from reproduce_vllm_lmcache import config
+from scripted_servers import ScriptedServer
+
+# Tests never write tracked files: what they record (the fault table, results/bugs.json, the
+# results index) goes to .repro/test-results/ unless REPRO_TEST_RECORD=1 asks for results/.
+RECORD = config.get("REPRO_TEST_RECORD") == "1"
+if not RECORD:
+    TEST_RESULTS = config.ROOT / ".repro" / "test-results"
+    shutil.rmtree(TEST_RESULTS, ignore_errors=True)
+    TEST_RESULTS.mkdir(parents=True)
+    os.environ["REPRO_RESULTS_DIR"] = str(TEST_RESULTS)
 
 
 # Tokens generated per request in the suite (the recorded runs use the default, 32): the
@@ -35,3 +47,37 @@ def preload_server(request):
     finally:
         for server in servers:
             server.interrupt()
+
+
+def checkout_state() -> str | None:
+    """What `git status` and `git diff` say of the checkout (None outside a git checkout)."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=config.ROOT, capture_output=True, text=True, check=True)
+        diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=config.ROOT, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return status.stdout + hashlib.sha256(diff.stdout).hexdigest()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[CHECKOUT] = checkout_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run fails when it changed a tracked file or left an untracked one (not ignored)."""
+    before = session.config.stash.get(CHECKOUT, None)
+    after = checkout_state()
+    if RECORD or before is None or after == before:
+        return
+    changed = sorted(set(after.splitlines()[:-1]) ^ set(before.splitlines()[:-1]))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = (
+        "the test run changed the checkout (tests must not write tracked files; REPRO_TEST_RECORD=1 "
+        f"records on purpose): {changed or 'the content of files already modified before the run'}"
+    )
+    if reporter is not None:
+        reporter.write_line(f"FAILED clean-checkout check: {message}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+CHECKOUT = pytest.StashKey[str | None]()

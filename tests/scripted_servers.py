@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.servers import processes
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -63,7 +64,7 @@ class ScriptedServer:
                 if match := re.search(pattern, line):
                     return match
             if self.proc.poll() is not None:
-                time.sleep(0.5)  # let the reader drain
+                self._reader.join(5)  # every line it wrote
                 raise AssertionError(f"{self.script} exited ({self.proc.returncode}):\n{self.output[-4000:]}")
             time.sleep(0.5)
         raise AssertionError(f"{self.script}: no {pattern!r} after {timeout} s:\n{self.output[-4000:]}")
@@ -113,21 +114,12 @@ def _pgid(pid: int) -> int | None:
 
 
 def alive(pids: set[int]) -> set[int]:
-    found = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                found.add(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    """Those still running, after a short grace for a group that is going (servers/processes.py)."""
+    return processes.wait_gone(pids, 10)
 
 
 def shm_segments(pids: set[int]) -> list[Path]:
-    shm = Path("/dev/shm")
-    if not shm.exists():
-        return []
-    return [p for p in shm.glob("lmcache_*") if any(f"_{pid}_" in p.name for pid in pids)]
+    return processes.owned_segments(pids, prefix="lmcache_")
 
 
 def server_pids(output: str) -> set[int]:

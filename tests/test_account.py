@@ -13,15 +13,26 @@ LOG = """\x1b[32m[t] LMCache INFO:\x1b[0m Stored 2944 tokens in 0.100 seconds (x
 
 def rnd(name: str, tokens: int, read: int, hit: int, queue: float) -> dict[str, object]:
     return {
-        "name": name, "prompt_tokens": tokens, "ttft_s": 0.7, "vllm_server_ttft_s": 0.68,
-        "vllm_queue_s": queue, "vllm_prefill_s": 0.58, "vllm_lookup_s": 0.012,
-        "lmcache_l1_read_chunks": read, "vllm_external_hit_tokens": hit, "vllm_local_hit_tokens": 0,
-    }  # fmt: skip
+        "name": name,
+        "prompt_tokens": tokens,
+        "ttft_s": 0.7,
+        "vllm_server_ttft_s": 0.68,
+        "vllm_queue_s": queue,
+        "vllm_prefill_s": 0.58,
+        "vllm_lookup_s": 0.012,
+        "lmcache_l1_read_chunks": read,
+        "vllm_external_hit_tokens": hit,
+        "vllm_local_hit_tokens": 0,
+    }
 
 
 def test_each_warm_round_gets_its_own_retrieve_and_stages() -> None:
-    rounds = [rnd("cold", 3000, 0, 0, 0.01), rnd("warm", 3000, 46, 2944, 0.069),
-              rnd("cold", 7000, 0, 0, 0.01), rnd("warm", 7000, 109, 6976, 0.137)]  # fmt: skip
+    rounds = [
+        rnd("cold", 3000, 0, 0, 0.01),
+        rnd("warm", 3000, 46, 2944, 0.069),
+        rnd("cold", 7000, 0, 0, 0.01),
+        rnd("warm", 7000, 109, 6976, 0.137),
+    ]
     first, second = account.accounts(rounds, LOG)
     assert (first.tokens, first.tail_tokens, first.retrieve_s) == (3000, 56, 0.05)
     assert first.stages_ms == {"keys": 0.7, "setup": 1.9, "copy": 46.6, "events": 0.2}

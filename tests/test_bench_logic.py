@@ -5,13 +5,11 @@ import os
 
 import pytest
 
-from reproduce_vllm_lmcache.experiments import bench
-from reproduce_vllm_lmcache.report import compare
 from reproduce_vllm_lmcache import config
-from reproduce_vllm_lmcache.experiments import floor
-from reproduce_vllm_lmcache.workspace import checkouts
-from reproduce_vllm_lmcache.report import stats
+from reproduce_vllm_lmcache.experiments import bench, floor
+from reproduce_vllm_lmcache.report import compare, stats
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
+from reproduce_vllm_lmcache.workspace import checkouts
 
 SMOLLM2 = {"num_hidden_layers": 30, "num_key_value_heads": 3, "num_attention_heads": 9, "hidden_size": 576, "head_dim": 64}
 
@@ -121,9 +119,14 @@ def test_store_overhead_is_judged_against_the_no_connector_baseline() -> None:
     m = {"kv_bytes_per_token": 46080, "copy_bytes_per_s": 5e9, "one_token_ttft_s": 0.05, "http_rtt_s": 0.001}
     base = {"prompt_tokens": 640, "chunk_size": 0, "cold_ttft_s": 1.0, "cold_ttft_samples": [1.0, 1.01, 0.99]}
     lm = {
-        "prompt_tokens": 640, "chunk_size": 256, "cold_ttft_s": 1.02, "cold_ttft_samples": [1.02, 1.03, 1.01],
-        "warm_ttft_s": 0.2, "warm_ttft_samples": [0.2], "warm_hit_tokens": 512,
-    }  # fmt: skip
+        "prompt_tokens": 640,
+        "chunk_size": 256,
+        "cold_ttft_s": 1.02,
+        "cold_ttft_samples": [1.02, 1.03, 1.01],
+        "warm_ttft_s": 0.2,
+        "warm_ttft_samples": [0.2],
+        "warm_hit_tokens": 512,
+    }
     points = bench.merge([{"machine": m, "points": [base]}, {"machine": m, "points": [lm]}])
     merged = next(p for p in points if p["chunk_size"] == 256)
     assert merged["cold_vs_no_connector"]["verdict"] == "unchanged"
@@ -136,10 +139,26 @@ def test_lmcache_warm_ttft_stands_beside_vllms_own_prefix_cache() -> None:
     ratio; APC points get no floor (nothing is copied) and their hit tokens are vLLM's own."""
     m = {"kv_bytes_per_token": 46080, "copy_bytes_per_s": 5e9, "one_token_ttft_s": 0.05, "http_rtt_s": 0.001}
     base = {"prompt_tokens": 3000, "cache": "none", "chunk_size": 0, "cold_ttft_s": 6.0, "cold_ttft_samples": [6.0]}
-    apc = {"prompt_tokens": 3000, "cache": "apc", "chunk_size": 0, "cold_ttft_s": 6.1, "cold_ttft_samples": [6.1],
-           "warm_ttft_s": 0.2, "warm_ttft_samples": [0.2], "warm_hit_tokens": 2944}  # fmt: skip
-    lm = {"prompt_tokens": 3000, "cache": "lmcache", "chunk_size": 64, "cold_ttft_s": 6.2, "cold_ttft_samples": [6.2],
-          "warm_ttft_s": 0.3, "warm_ttft_samples": [0.3], "warm_hit_tokens": 2944}  # fmt: skip
+    apc = {
+        "prompt_tokens": 3000,
+        "cache": "apc",
+        "chunk_size": 0,
+        "cold_ttft_s": 6.1,
+        "cold_ttft_samples": [6.1],
+        "warm_ttft_s": 0.2,
+        "warm_ttft_samples": [0.2],
+        "warm_hit_tokens": 2944,
+    }
+    lm = {
+        "prompt_tokens": 3000,
+        "cache": "lmcache",
+        "chunk_size": 64,
+        "cold_ttft_s": 6.2,
+        "cold_ttft_samples": [6.2],
+        "warm_ttft_s": 0.3,
+        "warm_ttft_samples": [0.3],
+        "warm_hit_tokens": 2944,
+    }
     points = bench.merge([{"machine": m, "points": [base, apc]}, {"machine": m, "points": [lm]}])
     merged = {stats.cache_of(p): p for p in points}
     assert merged["lmcache"]["apc_warm_ttft_s"] == 0.2 and merged["lmcache"]["warm_over_apc"] == 1.5
@@ -154,8 +173,6 @@ def test_lmcache_warm_ttft_stands_beside_vllms_own_prefix_cache() -> None:
 
 def test_checkout_state_names_edits_and_changes_with_every_edit(tmp_path) -> None:
     import subprocess
-
-    from reproduce_vllm_lmcache.report import results
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True, capture_output=True)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reproduce_vllm_lmcache.workspace import checkouts
-from reproduce_vllm_lmcache.workspace import pins
+from reproduce_vllm_lmcache.workspace import checkouts, pins
 
 
 def fake_source(tmp_path: Path, **changes: str) -> pins.Source:

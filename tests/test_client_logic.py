@@ -5,10 +5,9 @@ import re
 
 import pytest
 
-from reproduce_vllm_lmcache.servers import metrics
 from reproduce_vllm_lmcache.experiments import prompts
-from reproduce_vllm_lmcache.report import judging
-from reproduce_vllm_lmcache.report import results
+from reproduce_vllm_lmcache.report import judging, results
+from reproduce_vllm_lmcache.servers import metrics
 
 
 def word_tokenizer(text: str) -> list[int]:
@@ -60,10 +59,17 @@ def test_counter_deltas_pick_the_right_server() -> None:
 
 def make_round(name: str, ttft: float, writes: int, reads: int, hits: int, text: str) -> dict:
     return {
-        "name": name, "prompt": "p640", "prompt_tokens": 640, "ttft_s": ttft, "total_s": ttft + 1,
-        "output_text": text, "lmcache_l1_write_chunks": writes, "lmcache_l1_read_chunks": reads,
-        "vllm_external_hit_tokens": hits, "vllm_external_query_tokens": 640,
-    }  # fmt: skip
+        "name": name,
+        "prompt": "p640",
+        "prompt_tokens": 640,
+        "ttft_s": ttft,
+        "total_s": ttft + 1,
+        "output_text": text,
+        "lmcache_l1_write_chunks": writes,
+        "lmcache_l1_read_chunks": reads,
+        "vllm_external_hit_tokens": hits,
+        "vllm_external_query_tokens": 640,
+    }
 
 
 def test_verdicts_pass_only_with_store_hit_and_identical_output() -> None:
@@ -133,9 +139,11 @@ def test_a_run_that_stops_early_diverges_where_it_stopped() -> None:
 
 def test_history_row_shows_each_repeat_of_a_prompt_with_its_own_times() -> None:
     rounds = [
-        make_round("cold", 2.0, 2, 0, 0, "x"), make_round("warm", 0.5, 0, 2, 512, "x"),
-        make_round("cold", 3.0, 2, 0, 0, "y"), make_round("warm", 0.25, 0, 2, 512, "y"),
-    ]  # fmt: skip
+        make_round("cold", 2.0, 2, 0, 0, "x"),
+        make_round("warm", 0.5, 0, 2, 512, "x"),
+        make_round("cold", 3.0, 2, 0, 0, "y"),
+        make_round("warm", 0.25, 0, 2, 512, "y"),
+    ]
     config = {"dtype": "float32", "enforce_eager": True, "prefix_caching": False, "transfer_mode": "lmcache_driven", "chunk_size": 64}
     row = judging.history_row("run", {"config": config, "rounds": rounds})
     assert "2.00 -> 0.50 s (4.0x" in row and "3.00 -> 0.25 s (12.0x" in row

@@ -9,10 +9,10 @@ import re
 import subprocess
 
 import pytest
-from scripted_servers import alive, expected_hit, server_pids, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
 from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
+from scripted_servers import alive, expected_hit, server_pids, shm_segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -29,9 +29,12 @@ def run(script: str, env: dict[str, str], *args: str) -> str:
 
 def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> None:
     env = {
-        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_DEV_PROMPT_TOKENS": "600",
-        "REPRO_DEV_REPEATS": "2", "REPRO_DEV_STATE_DIR": str(tmp_path / "dev"),
-    }  # fmt: skip
+        **os.environ,
+        "REPRO_RESULTS_DIR": str(tmp_path),
+        "REPRO_DEV_PROMPT_TOKENS": "600",
+        "REPRO_DEV_REPEATS": "2",
+        "REPRO_DEV_STATE_DIR": str(tmp_path / "dev"),
+    }
     original = CONNECTOR.read_text()
     outputs = []
     try:
@@ -64,9 +67,13 @@ def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> No
 
 def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
     env = {
-        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_BENCH_PROMPT_TOKENS": "256,640",
-        "REPRO_BENCH_CHUNK_SIZES": "256", "REPRO_BENCH_REPEATS": "2", "REPRO_BENCH_MAX_MODEL_LEN": "4096",
-    }  # fmt: skip
+        **os.environ,
+        "REPRO_RESULTS_DIR": str(tmp_path),
+        "REPRO_BENCH_PROMPT_TOKENS": "256,640",
+        "REPRO_BENCH_CHUNK_SIZES": "256",
+        "REPRO_BENCH_REPEATS": "2",
+        "REPRO_BENCH_MAX_MODEL_LEN": "4096",
+    }
     out = run("bench.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-bench")
     data = json.loads((run_dir / "bench.json").read_text())
@@ -96,10 +103,14 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
 
 def test_engine_bench_runs_lmcache_workloads_with_and_without_lmcache(tmp_path) -> None:
     env = {
-        **os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_ENGINE_BENCH_DOC_TOKENS": "600",
-        "REPRO_ENGINE_BENCH_DOCS": "1", "REPRO_ENGINE_BENCH_QUERIES": "2", "REPRO_ENGINE_BENCH_CHAT_SECONDS": "5",
+        **os.environ,
+        "REPRO_RESULTS_DIR": str(tmp_path),
+        "REPRO_ENGINE_BENCH_DOC_TOKENS": "600",
+        "REPRO_ENGINE_BENCH_DOCS": "1",
+        "REPRO_ENGINE_BENCH_QUERIES": "2",
+        "REPRO_ENGINE_BENCH_CHAT_SECONDS": "5",
         "REPRO_ENGINE_BENCH_CONFIGURATIONS": "lmcache",  # the short version; the recorded run has both
-    }  # fmt: skip
+    }
     out = run("engine_bench.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-engine-bench")
     summaries = json.loads((run_dir / "engine_bench.json").read_text())["summaries"]

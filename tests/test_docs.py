@@ -9,8 +9,22 @@ import pytest
 
 from reproduce_vllm_lmcache.config import ROOT
 
-PAGES = ("data-path", "experiments", "benchmarks", "tiers", "knobs", "guards-and-faults", "troubleshooting",
-         "setup", "tests", "layout", "startup", "warm-path", "nodes", "soak")  # fmt: skip
+PAGES = (
+    "data-path",
+    "experiments",
+    "benchmarks",
+    "tiers",
+    "knobs",
+    "guards-and-faults",
+    "troubleshooting",
+    "setup",
+    "tests",
+    "layout",
+    "startup",
+    "warm-path",
+    "nodes",
+    "soak",
+)
 
 
 def test_readme_is_a_front_door_of_at_most_200_lines() -> None:
@@ -44,3 +58,27 @@ def test_troubleshooting_explains_every_error_the_scripts_stop_with() -> None:
     page = (ROOT / "docs" / "troubleshooting.md").read_text()
     missing = [m for m in messages() if m not in page]
     assert len(messages()) > 10 and not missing, f"not in docs/troubleshooting.md: {missing}"
+
+
+# The repository's own top-level entries: a backticked path that starts with one names a file of
+# this repository (generated and per-run folders are not in a fresh clone; placeholders are not paths).
+TOP = ("scripts/", "src/", "tests/", "docs/", "patches/", ".ci/", "defaults.env", "pins.toml", "pyproject.toml", "uv.lock", "results/")
+GENERATED = ("results/runs/", ".repro/", "LMCache/", "vllm/", "models/", ".venv/", "wheelhouse/")
+
+
+def backticked_paths(text: str) -> set[str]:
+    found = set()
+    for span in re.findall(r"`([^`\n]+)`", text):
+        for word in span.split():
+            word = word.strip("\"'(),;:").split("::")[0]
+            if not word.startswith(TOP) or word.startswith(GENERATED) or re.search(r"[*<>{}$]|\.\.\.|NAME|\bN\b", word):
+                continue
+            found.add(word.rstrip("."))
+    return found
+
+
+@pytest.mark.parametrize("doc", ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md"))])
+def test_backticked_repository_paths_exist(doc) -> None:
+    """`scripts/x.sh`, `src/...`, `tests/test_y.py` and the like in the docs name real files."""
+    missing = sorted(p for p in backticked_paths((ROOT / doc).read_text()) if not (ROOT / p).exists())
+    assert not missing, f"{doc} names paths that do not exist: {missing}"

@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from scripted_servers import ScriptedServer, alive, chunk_size, chunks_read, expected_hit, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
+from scripted_servers import ScriptedServer, alive, chunk_size, chunks_read, expected_hit, shm_segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 REPRO = str(ROOT / ".venv/bin/repro")
@@ -92,8 +92,15 @@ def test_long_prompt_warm_is_faster_than_cold(servers, env) -> None:
 def test_first_request_after_the_start_costs_no_more_than_the_next(servers, env) -> None:
     """The start script's warm-up did the one-off work: two fresh cold requests of one length
     take about the same time (generous margin: timings only as ratios)."""
-    result = run([sys.executable, "-c", "from reproduce_vllm_lmcache.experiments import startup; import json; "
-                  "print(json.dumps(startup.first_requests(640, 'first-check')))"], env)  # fmt: skip
+    result = run(
+        [
+            sys.executable,
+            "-c",
+            "from reproduce_vllm_lmcache.experiments import startup; import json; "
+            "print(json.dumps(startup.first_requests(640, 'first-check')))",
+        ],
+        env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     times = json.loads(result.stdout.strip().splitlines()[-1])
     assert times["first_ttft_s"] < 2.5 * times["second_ttft_s"], times
@@ -161,8 +168,12 @@ def test_bad_knob_stops_vllm_script_before_starting(servers, env, knob, value, m
 
 
 def test_extra_args_the_server_rejects_show_its_error_and_name_the_knob(servers, env) -> None:
-    bad = {**env, "REPRO_VLLM_PORT": "8011", "REPRO_VLLM_EXTRA_ARGS": "--no-such-vllm-flag 1",
-           "REPRO_LOG_DIR": env["REPRO_LOG_DIR"] + "-bad-extra-args"}  # fmt: skip
+    bad = {
+        **env,
+        "REPRO_VLLM_PORT": "8011",
+        "REPRO_VLLM_EXTRA_ARGS": "--no-such-vllm-flag 1",
+        "REPRO_LOG_DIR": env["REPRO_LOG_DIR"] + "-bad-extra-args",
+    }
     result = run([str(ROOT / "scripts/start_vllm.sh")], bad, timeout=300)
     assert result.returncode != 0
     assert "unrecognized arguments: --no-such-vllm-flag 1" in result.stderr, result.stderr[-3000:]

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reproduce_vllm_lmcache.workspace import bootstrap
-from reproduce_vllm_lmcache.workspace import checks
-from reproduce_vllm_lmcache.workspace import pins
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.workspace import bootstrap, checks, pins
 
 pytestmark = pytest.mark.environment
 
@@ -23,7 +21,11 @@ def test_environment_check(check) -> None:
 
 def test_uv_lock_matches_pyproject() -> None:
     result = subprocess.run(
-        [bootstrap.uv_binary(), "lock", "--check"], cwd=ROOT, env=bootstrap.uv_env(bootstrap.build_env(), bootstrap.system_store_exists()), capture_output=True, text=True
+        [bootstrap.uv_binary(), "lock", "--check"],
+        cwd=ROOT,
+        env=bootstrap.uv_env(bootstrap.build_env(), bootstrap.system_store_exists()),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
 
@@ -37,9 +39,7 @@ def test_uv_lock_has_no_machine_paths_and_pins_the_torch_wheel() -> None:
     sources = {s["path"] for s in project["tool"]["uv"]["sources"]["torch"]}
     for machine, wheel in pins.load()["torch"]["wheels"].items():
         assert f"wheelhouse/{wheel['file']}" in sources, f"pyproject.toml lacks the torch source for {machine}"
-    locked = {
-        w["filename"]: w["hash"] for p in lock["package"] if p["name"] == "torch" and "path" in p["source"] for w in p["wheels"]
-    }
+    locked = {w["filename"]: w["hash"] for p in lock["package"] if p["name"] == "torch" and "path" in p["source"] for w in p["wheels"]}
     assert locked == {w["file"]: f"sha256:{w['sha256']}" for w in pins.load()["torch"]["wheels"].values()}
 
 

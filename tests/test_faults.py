@@ -19,7 +19,6 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from scripted_servers import ScriptedServer, alive, expected_hit, shm_segments
 
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.report import judging
@@ -27,6 +26,7 @@ from reproduce_vllm_lmcache.servers import http_client
 from reproduce_vllm_lmcache.servers.preflight import server_tmpdirs
 from reproduce_vllm_lmcache.servers.settings import Settings
 from reproduce_vllm_lmcache.workspace import export
+from scripted_servers import ScriptedServer, alive, expected_hit, shm_segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 ROWS: dict[str, dict[str, str]] = {}
@@ -69,15 +69,22 @@ def faults_table():
         f"| case | {COLUMNS['upstream']} | {COLUMNS['all']} | requests ok/failed | outputs identical | leaks |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {case} | {r['upstream'] or '-'} | {r['all'] or '-'} | {r.get('requests', '')} | {r.get('identical', '')} | "
-              f"{r.get('leaks', '')} |" for case, r in kept.items()]  # fmt: skip
+    lines += [
+        f"| {case} | {r['upstream'] or '-'} | {r['all'] or '-'} | {r.get('requests', '')} | {r.get('identical', '')} | "
+        f"{r.get('leaks', '')} |"
+        for case, r in kept.items()
+    ]
     (results / "faults.md").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
-    return {**os.environ, "REPRO_LOG_DIR": str(tmp_path / "logs"), "REPRO_RESULTS_DIR": str(tmp_path / "results"),
-            "REPRO_PROMPT_TOKENS": PROMPT}  # fmt: skip
+    return {
+        **os.environ,
+        "REPRO_LOG_DIR": str(tmp_path / "logs"),
+        "REPRO_RESULTS_DIR": str(tmp_path / "results"),
+        "REPRO_PROMPT_TOKENS": PROMPT,
+    }
 
 
 STARTED: list[ScriptedServer] = []
@@ -104,8 +111,12 @@ def rounds(env: dict[str, str], names: str, seed: str, tag: str, timeout: float 
     out = Path(env["REPRO_RESULTS_DIR"]) / "runs" / tag
     result = subprocess.run(
         [str(config.ROOT / "scripts/e2e.sh"), "--rounds", names, "--seed", seed, "--run-dir", str(out), "--output", "r.json"],
-        cwd=config.ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=config.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     path = out / "r.json"
     return (json.loads(path.read_text())["rounds"] if path.exists() else None), result.stdout + result.stderr
 
@@ -120,8 +131,14 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> str:
 def bad_input(env: dict[str, str], target: str) -> list[dict[str, Any]]:
     """The bad-input suite (repro bad-input) against one running server; its outcomes."""
     path = Path(env["REPRO_RESULTS_DIR"]) / f"bad-input-{target}.json"
-    subprocess.run([str(config.ROOT / ".venv/bin/repro"), "bad-input", "--target", target, "--json", str(path)],
-                   cwd=config.ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [str(config.ROOT / ".venv/bin/repro"), "bad-input", "--target", target, "--json", str(path)],
+        cwd=config.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert path.exists(), f"repro bad-input wrote no {path}"
     return list(json.loads(path.read_text()))
 
@@ -130,7 +147,9 @@ def bad_summary(outcomes: list[dict[str, Any]]) -> str:
     """One cell: each case's answer, then whether the server still served."""
     parts = []
     for o in outcomes:
-        state = "still serving" if o["serving"] else ("NOT serving, health still " + o["health"][:3] if o["lying_health"] else "NOT serving")
+        state = (
+            "still serving" if o["serving"] else ("NOT serving, health still " + o["health"][:3] if o["lying_health"] else "NOT serving")
+        )
         parts.append(f"{o['case']}: {o['answer'][:40].strip()} -> {state}")
     return "; ".join(parts)
 
@@ -147,10 +166,18 @@ def spawn(env: dict[str, str], argv: list[str], log: Path) -> int:
     """Start argv as the start scripts do, but with no script around it: forked by the preload
     server of env's mode when one answers (lib.sh picks it), else a plain process. Its pid; it
     leads its own process group."""
-    fork = ('source scripts/lib.sh && { preload_answers || exit 3; } && exec "$REPO_ROOT/.venv/bin/python" -m '
-            'reproduce_vllm_lmcache.servers.preload spawn --socket "$REPRO_PRELOAD_SOCKET" --log "$1" --owner "$2" -- "${@:3}"')
-    done = subprocess.run(["bash", "-c", fork, "spawn", str(log), str(os.getpid()), *argv], cwd=config.ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    fork = (
+        'source scripts/lib.sh && { preload_answers || exit 3; } && exec "$REPO_ROOT/.venv/bin/python" -m '
+        'reproduce_vllm_lmcache.servers.preload spawn --socket "$REPRO_PRELOAD_SOCKET" --log "$1" --owner "$2" -- "${@:3}"'
+    )
+    done = subprocess.run(
+        ["bash", "-c", fork, "spawn", str(log), str(os.getpid()), *argv],
+        cwd=config.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if done.returncode == 0:
         return int(done.stdout.split()[-1])
     assert done.returncode == 3, done.stderr
@@ -199,7 +226,9 @@ def test_stale_entries_after_a_dtype_change(env, mode) -> None:
     # The staging copy refuses an object of another size; vLLM then recomputes (kv_load_failure_policy).
     lmcache_log = Path(env["REPRO_LOG_DIR"], "lmcache.log").read_text(errors="replace")
     mismatch = "Size mismatch" in lmcache_log
-    happened = f"guard off: the bfloat16 request found {hits} hit tokens of float32 KV" + (" (LMCache: 'Size mismatch', vLLM recomputed)" if mismatch else "")
+    happened = f"guard off: the bfloat16 request found {hits} hit tokens of float32 KV" + (
+        " (LMCache: 'Size mismatch', vLLM recomputed)" if mismatch else ""
+    )
     if mode == "upstream":
         happened += f"; guard on: LMCache L1 cleared ({cleared}), request computed ({fresh[0]['vllm_external_hit_tokens']} hit tokens)"
     else:
@@ -207,11 +236,15 @@ def test_stale_entries_after_a_dtype_change(env, mode) -> None:
     case = "stale entries after dtype change (float32 -> bfloat16, same LMCache)"
     identical = f"upstream, stale vs guarded bfloat16: {same(fresh[0], stale[0])}" if mode == "upstream" else ""
     row(case, mode, happened, requests="3/0" if mode == "all" else "4/0", identical=identical, leaks=leaks)
-    export.record("0004-kv-namespace-carries-layout", mode, {
-        "float32 vLLM, cold then warm": f"{cold[1]['vllm_external_hit_tokens']} hit tokens on warm",
-        "bfloat16 vLLM restarted on the same LMCache, same prompt": f"{hits} hit tokens",
-        "LMCache log": "ValueError: Size mismatch (the load fails, vLLM recomputes)" if mismatch else "no failed load",
-    })  # fmt: skip
+    export.record(
+        "0004-kv-namespace-carries-layout",
+        mode,
+        {
+            "float32 vLLM, cold then warm": f"{cold[1]['vllm_external_hit_tokens']} hit tokens on warm",
+            "bfloat16 vLLM restarted on the same LMCache, same prompt": f"{hits} hit tokens",
+            "LMCache log": "ValueError: Size mismatch (the load fails, vLLM recomputes)" if mismatch else "no failed load",
+        },
+    )
     # The pristine LMCache must not run the workspace's copy path (patch 0001-cpu-kv-copy logs it once).
     assert bool(PATCHED_COPY.search(lmcache_log)) == (mode == "all"), "the server ran the other mode's code"
     if mode == "upstream":
@@ -247,24 +280,49 @@ def test_lmcache_killed_between_cold_and_warm_then_restarted(env, mode) -> None:
     vllm.interrupt()
     left_segment = "removed leftover shared memory" in vllm.output
     leaks = stop_all(vllm, lmcache2, lmcache)
-    reconnect = (f"after the restart: {again[1]['lmcache_l1_read_chunks']} chunks read on warm" if again else
-                 "after the restart: request failed: " + out2.strip().splitlines()[-1][:120])
+    reconnect = (
+        f"after the restart: {again[1]['lmcache_l1_read_chunks']} chunks read on warm"
+        if again
+        else "after the restart: request failed: " + out2.strip().splitlines()[-1][:120]
+    )
     stall = warm[0]["ttft_s"] - cold[0]["ttft_s"]  # the same prompt, computed both times
-    row("LMCache killed (SIGKILL) between cold and warm, then restarted", mode,
+    row(
+        "LMCache killed (SIGKILL) between cold and warm, then restarted",
+        mode,
         f"warm TTFT {warm[0]['ttft_s']:.1f} s without LMCache (cold with it: {cold[0]['ttft_s']:.1f} s) ({warm[0]['vllm_external_hit_tokens']} hit tokens); {reconnect}",
-        requests=f"{2 + (2 if again else 0)}/{0 if again else 1}", identical=f"warm vs cold: {same(cold[0], warm[0])}",
-        leaks=leaks)  # fmt: skip
-    row("vLLM stopped cleanly (Ctrl-C)", mode,
-        "its worker's /dev/shm segment was left behind (removed by the stop script)" if left_segment
-        else "the worker unlinked its /dev/shm segment itself", requests="0/0", identical="n/a", leaks=leaks)  # fmt: skip
-    row("bad input to vLLM's HTTP port (" + ", ".join(o["case"] for o in bad) + ")", mode, bad_summary(bad),
-        requests=f"{sum(o['serving'] for o in bad)}/{sum(not o['serving'] for o in bad)}", identical="n/a", leaks=leaks)  # fmt: skip
-    export.record("0006-dead-server-detected-on-disconnect", mode, {
-        "LMCache server SIGKILLed, then the same prompt again": f"TTFT {warm[0]['ttft_s']:.1f} s (cold, before the kill: {cold[0]['ttft_s']:.1f} s), {warm[0]['vllm_external_hit_tokens']} hit tokens",
-        "LMCache restarted on the same ports": reconnect,
-    })  # fmt: skip
-    stopped = {"vLLM stopped with Ctrl-C": "worker segment /dev/shm/lmcache_kv_<pid>_0 left behind" if left_segment
-               else "no segment left behind"}  # fmt: skip
+        requests=f"{2 + (2 if again else 0)}/{0 if again else 1}",
+        identical=f"warm vs cold: {same(cold[0], warm[0])}",
+        leaks=leaks,
+    )
+    row(
+        "vLLM stopped cleanly (Ctrl-C)",
+        mode,
+        "its worker's /dev/shm segment was left behind (removed by the stop script)"
+        if left_segment
+        else "the worker unlinked its /dev/shm segment itself",
+        requests="0/0",
+        identical="n/a",
+        leaks=leaks,
+    )
+    row(
+        "bad input to vLLM's HTTP port (" + ", ".join(o["case"] for o in bad) + ")",
+        mode,
+        bad_summary(bad),
+        requests=f"{sum(o['serving'] for o in bad)}/{sum(not o['serving'] for o in bad)}",
+        identical="n/a",
+        leaks=leaks,
+    )
+    export.record(
+        "0006-dead-server-detected-on-disconnect",
+        mode,
+        {
+            "LMCache server SIGKILLed, then the same prompt again": f"TTFT {warm[0]['ttft_s']:.1f} s (cold, before the kill: {cold[0]['ttft_s']:.1f} s), {warm[0]['vllm_external_hit_tokens']} hit tokens",
+            "LMCache restarted on the same ports": reconnect,
+        },
+    )
+    stopped = {
+        "vLLM stopped with Ctrl-C": "worker segment /dev/shm/lmcache_kv_<pid>_0 left behind" if left_segment else "no segment left behind"
+    }
     for name in ("0005-worker-unlinks-kv-segment", "0005-engine-teardown-grace"):  # LMCache's and vLLM's half of it
         export.record(name, mode, stopped)
     assert same(cold[0], warm[0]) == "yes"
@@ -312,11 +370,20 @@ def test_api_server_killed_leaves_no_orphans(env, mode, tmp_path) -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)  # the group: API server and every engine process
-    happened = (f"{len(orphans)} engine process(es) still running {ORPHAN_WAIT_S:.0f} s after the API server died; "
-                f"SIGTERM then {'stopped them' if obeyed_term else 'did NOT stop them within 10 s'}" if orphans
-                else f"its {len(engines)} engine process(es) exited {gone_after:.1f} s after the API server died")  # fmt: skip
-    row("vLLM API server killed (SIGKILL), nothing else stopping its engine", mode, happened,
-        requests="0/0", identical="n/a", leaks=f"{len(orphans)} orphan(s), killed by the test" if orphans else "none")  # fmt: skip
+    happened = (
+        f"{len(orphans)} engine process(es) still running {ORPHAN_WAIT_S:.0f} s after the API server died; "
+        f"SIGTERM then {'stopped them' if obeyed_term else 'did NOT stop them within 10 s'}"
+        if orphans
+        else f"its {len(engines)} engine process(es) exited {gone_after:.1f} s after the API server died"
+    )
+    row(
+        "vLLM API server killed (SIGKILL), nothing else stopping its engine",
+        mode,
+        happened,
+        requests="0/0",
+        identical="n/a",
+        leaks=f"{len(orphans)} orphan(s), killed by the test" if orphans else "none",
+    )
     export.record("0004-engine-exits-with-parent", mode, {"API server SIGKILLed": happened})
     if mode == "upstream":
         assert orphans, "upstream's engine exited with its parent: the bug is gone, drop the patch"
@@ -336,16 +403,27 @@ def test_bad_input_to_lmcache(env, mode) -> None:
     http = [o for o in bad if not o["case"].startswith("ZMQ")]
     zmq_cases = [o for o in bad if o["case"].startswith("ZMQ")]
     for name, group in (("HTTP", http), ("ZMQ", zmq_cases)):
-        row(f"bad input to LMCache's {name} port (" + ", ".join(o["case"].removeprefix("ZMQ: ") for o in group) + ")", mode,
-            bad_summary(group), requests=f"{sum(o['serving'] for o in group)}/{sum(not o['serving'] for o in group)}",
-            identical="n/a", leaks=leaks)  # fmt: skip
+        row(
+            f"bad input to LMCache's {name} port (" + ", ".join(o["case"].removeprefix("ZMQ: ") for o in group) + ")",
+            mode,
+            bad_summary(group),
+            requests=f"{sum(o['serving'] for o in group)}/{sum(not o['serving'] for o in group)}",
+            identical="n/a",
+            leaks=leaks,
+        )
     one_frame = zmq_cases[-1]
-    export.record("0003-mq-loop-survives-bad-messages", mode, {
-        "one-frame message b'hello' from a DEALER socket": one_frame["answer"],
-        "then a well-formed request (noop)": "answered" if one_frame["serving"] else "no answer (request loop dead)",
-        "then GET /healthcheck": one_frame["health"],
-        "other bad input (" + str(len(bad) - 1) + " cases)": "still serving after each" if all(o["serving"] for o in bad[:-1]) else "NOT serving after some",
-    })  # fmt: skip
+    export.record(
+        "0003-mq-loop-survives-bad-messages",
+        mode,
+        {
+            "one-frame message b'hello' from a DEALER socket": one_frame["answer"],
+            "then a well-formed request (noop)": "answered" if one_frame["serving"] else "no answer (request loop dead)",
+            "then GET /healthcheck": one_frame["health"],
+            "other bad input (" + str(len(bad) - 1) + " cases)": "still serving after each"
+            if all(o["serving"] for o in bad[:-1])
+            else "NOT serving after some",
+        },
+    )
     assert all(o["ok"] for o in bad[:-1]), bad
     assert one_frame["case"] == "ZMQ: one frame, b'hello'"
     if mode == "upstream":
@@ -376,23 +454,35 @@ def test_small_l1_then_start_scripts_killed_with_sigkill(env) -> None:
         time.sleep(1)
     left = alive(pids)
     leftover = shm_segments(pids)
-    preflight = subprocess.run([str(config.ROOT / ".venv/bin/repro"), "preflight", "vllm"], cwd=config.ROOT, env=env,
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
+    preflight = subprocess.run(
+        [str(config.ROOT / ".venv/bin/repro"), "preflight", "vllm"], cwd=config.ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert got, out[-3000:]
     cold, warm = got
     case = "LMCache L1 of 20 MB, 1500-token prompt (~69 MB of KV)"
     row(case, "upstream", SAME)
-    row(case, "all", f"cold stored {cold['lmcache_l1_write_chunks']} chunks, warm read {warm['lmcache_l1_read_chunks']} "
-                    f"({warm['vllm_external_hit_tokens']} hit tokens); servers still up: {healthy}",
-        requests="2/0", identical=same(cold, warm), leaks="see the next row (the servers are then SIGKILLed)")  # fmt: skip
+    row(
+        case,
+        "all",
+        f"cold stored {cold['lmcache_l1_write_chunks']} chunks, warm read {warm['lmcache_l1_read_chunks']} "
+        f"({warm['vllm_external_hit_tokens']} hit tokens); servers still up: {healthy}",
+        requests="2/0",
+        identical=same(cold, warm),
+        leaks="see the next row (the servers are then SIGKILLed)",
+    )
     case = "start scripts killed with SIGKILL (no cleanup possible)"
     row(case, "upstream", SAME)
     kept = [str(d) for d in tmpdirs if d.exists()]
-    row(case, "all", f"servers gone {'yes' if not left else 'NO'} within 90 s; {len(segments)} worker segment(s), "
-                    f"{len(leftover)} left for the next preflight, and {len(tmpdirs)} private TMPDIR(s); "
-                    f"all gone after it: {'yes' if not shm_segments(pids) and not kept else 'NO'}",
-        requests="0/0", identical="n/a",
-        leaks="none" if not left and not shm_segments(pids) and not kept else f"{left} {shm_segments(pids)} {kept}")  # fmt: skip
+    row(
+        case,
+        "all",
+        f"servers gone {'yes' if not left else 'NO'} within 90 s; {len(segments)} worker segment(s), "
+        f"{len(leftover)} left for the next preflight, and {len(tmpdirs)} private TMPDIR(s); "
+        f"all gone after it: {'yes' if not shm_segments(pids) and not kept else 'NO'}",
+        requests="0/0",
+        identical="n/a",
+        leaks="none" if not left and not shm_segments(pids) and not kept else f"{left} {shm_segments(pids)} {kept}",
+    )
     assert healthy and warm["vllm_external_hit_tokens"] < expected_hit(1500) and same(cold, warm) == "yes"
     assert not left, f"left running: {left}"
     assert not shm_segments(pids), preflight.stdout + preflight.stderr
@@ -411,13 +501,26 @@ def test_port_taken_and_bad_knobs_are_refused_before_anything_starts(env) -> Non
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", 5555))
         holder.listen()
-        taken = subprocess.run([str(config.ROOT / "scripts/start_lmcache.sh")], cwd=config.ROOT, env=env,
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
-    bad = subprocess.run([str(config.ROOT / "scripts/start_lmcache.sh")], cwd=config.ROOT,
-                         env={**env, "REPRO_L1_SIZE_GB": "-2"}, capture_output=True, text=True, timeout=60)  # fmt: skip
+        taken = subprocess.run(
+            [str(config.ROOT / "scripts/start_lmcache.sh")], cwd=config.ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+    bad = subprocess.run(
+        [str(config.ROOT / "scripts/start_lmcache.sh")],
+        cwd=config.ROOT,
+        env={**env, "REPRO_L1_SIZE_GB": "-2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     case = "port 5555 taken; REPRO_L1_SIZE_GB=-2"
     row(case, "upstream", SAME)
-    row(case, "all", f"`{taken.stderr.strip()[:110]}...`; `{bad.stderr.strip()}`",
-        requests="0/0", identical="n/a", leaks="none (nothing started)")  # fmt: skip
+    row(
+        case,
+        "all",
+        f"`{taken.stderr.strip()[:110]}...`; `{bad.stderr.strip()}`",
+        requests="0/0",
+        identical="n/a",
+        leaks="none (nothing started)",
+    )
     assert taken.returncode != 0 and f"is taken by pid {os.getpid()}" in taken.stderr
     assert bad.returncode != 0 and "REPRO_L1_SIZE_GB=-2.0: must be > 0" in bad.stderr

@@ -7,9 +7,9 @@ import os
 import subprocess
 
 import pytest
-from scripted_servers import expected_hit
 
 from reproduce_vllm_lmcache.config import ROOT
+from scripted_servers import expected_hit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
@@ -17,8 +17,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 def test_matrix_attributes_every_warm_hit_and_keeps_answers(tmp_path) -> None:
     # The short version: both transfer modes, APC vs LMCache; scripts/matrix.sh's recorded run has
     # all seven configurations (cross-instance: tests/test_tiers.py, two vLLMs on one LMCache).
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_PROMPT_TOKENS": "640",
-           "REPRO_MATRIX_CONFIGURATIONS": "none,apc,lmcache,lmcache-engine-shm"}  # fmt: skip
+    env = {
+        **os.environ,
+        "REPRO_RESULTS_DIR": str(tmp_path),
+        "REPRO_PROMPT_TOKENS": "640",
+        "REPRO_MATRIX_CONFIGURATIONS": "none,apc,lmcache,lmcache-engine-shm",
+    }
     result = subprocess.run([str(ROOT / "scripts/matrix.sh")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     (path,) = tmp_path.glob("runs/*-matrix/matrix.json")
@@ -38,8 +42,10 @@ def test_matrix_attributes_every_warm_hit_and_keeps_answers(tmp_path) -> None:
         assert v["identical_to_baseline"] or v["diverged_at_tie"], v
         assert v.get("source_ok", True), v
     assert {s["scenario"]: s["passed"] for s in data["scenarios"]} == {
-        "negative": True, "partial prefix": True, "multi-turn chat": True,
-    }  # fmt: skip
+        "negative": True,
+        "partial prefix": True,
+        "multi-turn chat": True,
+    }
     modes = {t["configuration"]: (t["transfer_mode"], t["data_path"]) for t in data["transfer_modes"]}
     assert modes["lmcache"][0] == "lmcache_driven"
     assert modes["lmcache-engine-shm"] == ("engine_driven", "shm")

@@ -13,9 +13,9 @@ import subprocess
 import sys
 
 import pytest
-from scripted_servers import alive, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
+from scripted_servers import alive, shm_segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -28,8 +28,7 @@ def namespaces() -> set[str]:
 def test_two_nodes_share_kv_through_redis_both_ways_and_after_a_restart(tmp_path) -> None:
     if not shutil.which("redis-server"):
         pytest.skip("no redis-server: scripts/setup.sh installs it where it can (apt-get as root); else apt install redis-server")
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_NODES_PROMPT_TOKENS": "640",
-           "REPRO_REDIS_DIR": str(tmp_path / "redis")}  # fmt: skip
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_NODES_PROMPT_TOKENS": "640", "REPRO_REDIS_DIR": str(tmp_path / "redis")}
     done = subprocess.run([str(ROOT / "scripts/nodes.sh")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1100)
     out = done.stdout + done.stderr
     (run_dir,) = (tmp_path / "runs").glob("*-nodes")

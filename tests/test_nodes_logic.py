@@ -23,14 +23,28 @@ def test_node_spec_parses_what_nodes_sh_passes() -> None:
 
 
 def _step(name: str, source: str, **over: object) -> dict[str, object]:
-    base = {"step": name, "source": source, "hit_tokens": 576, "want_hit_tokens": 576, "want_chunks": 9,
-            "l1_objects_before": 0, "l2_loaded_chunks": 9, "identical_to_cold": True}  # fmt: skip
+    base = {
+        "step": name,
+        "source": source,
+        "hit_tokens": 576,
+        "want_hit_tokens": 576,
+        "want_chunks": 9,
+        "l1_objects_before": 0,
+        "l2_loaded_chunks": 9,
+        "identical_to_cold": True,
+    }
     return {**base, **over}
 
 
 def test_checks_want_every_chunk_from_the_store_and_the_same_answer() -> None:
-    good = {"steps": [_step("cold", "", hit_tokens=0, want_hit_tokens=0), _step("AtoB store", "l2, empty L1"),
-                      _step("AtoB again", "l1", l2_loaded_chunks=0), _step("BtoA store", "l2", l1_objects_before=9)]}  # fmt: skip
+    good = {
+        "steps": [
+            _step("cold", "", hit_tokens=0, want_hit_tokens=0),
+            _step("AtoB store", "l2, empty L1"),
+            _step("AtoB again", "l1", l2_loaded_chunks=0),
+            _step("BtoA store", "l2", l1_objects_before=9),
+        ]
+    }
     restart = {"steps": [_step("after restart", "l2, empty L1")]}
     assert all(nodes.checks(good, restart).values()) and len(nodes.checks(good, restart)) == 4
     for bad in (
@@ -45,8 +59,13 @@ def test_checks_want_every_chunk_from_the_store_and_the_same_answer() -> None:
 
 
 def test_store_and_coordinator_knobs() -> None:
-    env = {**os.environ, "REPRO_L2": "redis", "REPRO_COORDINATOR_URL": "http://127.0.0.1:9300",
-           "REPRO_LMCACHE_INSTANCE_ID": "node-a", "REPRO_L2_PREFETCH_POLICY": "retain"}  # fmt: skip
+    env = {
+        **os.environ,
+        "REPRO_L2": "redis",
+        "REPRO_COORDINATOR_URL": "http://127.0.0.1:9300",
+        "REPRO_LMCACHE_INSTANCE_ID": "node-a",
+        "REPRO_L2_PREFETCH_POLICY": "retain",
+    }
     argv = Settings.from_env(env).lmcache_argv()
     assert argv[argv.index("--coordinator-url") + 1] == "http://127.0.0.1:9300" and "--coordinator-event-reporting" in argv
     assert argv[argv.index("--instance-id") + 1] == "node-a" and argv[argv.index("--l2-prefetch-policy") + 1] == "retain"
@@ -62,9 +81,8 @@ def test_netns_helpers_stay_put_without_a_namespace() -> None:
     assert netns.same_as(os.getpid())
     with netns.entered(""):
         assert netns.same_as(os.getpid())
-    with pytest.raises(FileNotFoundError, match="nodes.sh makes it"):
-        with netns.entered("repro-no-such-namespace"):
-            pass
+    with pytest.raises(FileNotFoundError, match="nodes.sh makes it"), netns.entered("repro-no-such-namespace"):
+        pass
 
 
 def test_missing_platform_programs_are_named_with_their_install_command(monkeypatch) -> None:

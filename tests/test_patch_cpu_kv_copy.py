@@ -45,9 +45,7 @@ def run(spaced: bool, is_hnd: bool, is_d2h: bool, blocks_per_object: int, skip: 
             layer.copy_(torch.randn(layer.shape))
         objects = [torch.zeros_like(o) for o in objects]
     block_ids = torch.randperm(NB)[: n_objects * blocks_per_object]
-    kernels._transfer_per_layer_fused(
-        layer_tensors, objects, block_ids, len(block_ids), blocks_per_object, BS, Spec(is_hnd), is_d2h, skip
-    )
+    kernels._transfer_per_layer_fused(layer_tensors, objects, block_ids, len(block_ids), blocks_per_object, BS, Spec(is_hnd), is_d2h, skip)
     return [t.clone() for t in layer_tensors], [o.clone() for o in objects]
 
 

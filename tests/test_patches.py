@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from reproduce_vllm_lmcache.workspace import checkouts
-from reproduce_vllm_lmcache.workspace import patches
+from reproduce_vllm_lmcache.workspace import checkouts, patches
 
 PATCH = """Reason: make the greeting polite.
 diff --git a/hello.txt b/hello.txt

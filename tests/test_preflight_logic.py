@@ -26,7 +26,6 @@ def test_only_folders_of_gone_servers_are_stale(tmp_path: Path) -> None:
     gone.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        time.sleep(0.1)
         dead = server_tmpdir(tmp_path, "repro-vllm.aaaaaa", gone.pid)
         running = server_tmpdir(tmp_path, "repro-lmcache.bbbbbb", live.pid)
         # The same pid, but written before that process started: a reused pid, so the server is gone.

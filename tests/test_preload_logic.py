@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reproduce_vllm_lmcache.servers import preload
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.servers import preload, processes
 
 
 def test_split_env_takes_the_assignments_of_an_env_prefix() -> None:
@@ -57,7 +57,9 @@ def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path)
     the program sees the requested environment, writes to its log, and is stopped when the
     owner dies."""
     program = tmp_path / "prog"
-    program.write_text(f"#!{sys.executable}\nimport os, sys, time\nprint('hello', os.environ['GREETING'], sys.argv[1:], flush=True)\ntime.sleep(600)\n")
+    program.write_text(
+        f"#!{sys.executable}\nimport os, sys, time\nprint('hello', os.environ['GREETING'], sys.argv[1:], flush=True)\ntime.sleep(600)\n"
+    )
     program.chmod(0o755)
     sock = tmp_path / "p.sock"
     code = f"import sys; from reproduce_vllm_lmcache.servers import preload; preload.PRELOAD = ('setproctitle',); sys.exit(preload.main(['serve', '--socket', {str(sock)!r}]))"
@@ -83,9 +85,9 @@ def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path)
             assert cmdline.read_bytes().replace(b"\0", b" ").strip().startswith(f"{program} arg".encode())
         owner.kill()  # not reaped yet: a zombie owner counts as gone
         deadline = time.monotonic() + 30
-        while preload._alive(pid) and time.monotonic() < deadline:
+        while processes.running(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not preload._alive(pid), "the program outlived its owner"
+        assert not processes.running(pid), "the program outlived its owner"
         with pytest.raises(RuntimeError, match="not a Python"):
             preload.request(sock, ["/bin/sleep", "1"], str(log), os.getpid())
     finally:

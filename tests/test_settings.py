@@ -119,8 +119,9 @@ def test_redis_binds_loopback_on_its_own_port_and_persists_nothing() -> None:
 
 
 def test_extra_args_are_shell_words_appended_to_each_command_line() -> None:
-    s = Settings.from_env({"REPRO_VLLM_EXTRA_ARGS": "--max-num-batched-tokens 4096 --served-model-name 'a b'",
-                           "REPRO_LMCACHE_EXTRA_ARGS": "--max-workers 2"})  # fmt: skip
+    s = Settings.from_env(
+        {"REPRO_VLLM_EXTRA_ARGS": "--max-num-batched-tokens 4096 --served-model-name 'a b'", "REPRO_LMCACHE_EXTRA_ARGS": "--max-workers 2"}
+    )
     assert s.vllm_argv()[-4:] == ["--max-num-batched-tokens", "4096", "--served-model-name", "a b"]
     assert s.lmcache_argv()[-2:] == ["--max-workers", "2"]
     assert s.as_dict()["vllm_extra_args"] == ("--max-num-batched-tokens", "4096", "--served-model-name", "a b")

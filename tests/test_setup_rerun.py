@@ -5,9 +5,8 @@ import time
 
 import pytest
 
-from reproduce_vllm_lmcache.workspace import bootstrap
-from reproduce_vllm_lmcache.workspace import pins
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.workspace import bootstrap, pins
 
 
 def snapshot() -> dict[str, str]:

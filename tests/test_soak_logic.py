@@ -4,6 +4,7 @@ window, the verdicts computed from samples and counters, the Prometheus config, 
 from __future__ import annotations
 
 import os
+from multiprocessing import shared_memory
 
 import pytest
 
@@ -14,8 +15,15 @@ BOUNDS = soak.Bounds(warmup_s=10, recovery_s=5, rss_growth_mb=100, shm_growth_mb
 
 
 def row(submit: float, finish: float, ok: bool, workload: str = "chat") -> dict:
-    return {"workload": workload, "round": "round-001", "ok": ok, "ttft_s": 0.5 if ok else -1, "submit": submit, "finish": finish,
-            "error": "" if ok else "Connection error."}  # fmt: skip
+    return {
+        "workload": workload,
+        "round": "round-001",
+        "ok": ok,
+        "ttft_s": 0.5 if ok else -1,
+        "submit": submit,
+        "finish": finish,
+        "error": "" if ok else "Connection error.",
+    }
 
 
 def test_failures_are_placed_inside_or_outside_the_restart_window() -> None:
@@ -44,8 +52,11 @@ def test_growth_after_warm_up_uses_medians_and_needs_enough_samples() -> None:
 
 
 def sample(t: float, rss: dict[int, int], shm: int) -> dict:
-    return {"t": t, "processes": [{"role": "vllm", "leader": 1, "pid": p, "name": "vllm", "rss_bytes": r} for p, r in rss.items()],
-            "shm_mapped_bytes": shm}  # fmt: skip
+    return {
+        "t": t,
+        "processes": [{"role": "vllm", "leader": 1, "pid": p, "name": "vllm", "rss_bytes": r} for p, r in rss.items()],
+        "shm_mapped_bytes": shm,
+    }
 
 
 def test_memory_verdicts_fail_on_a_leak_and_pass_when_flat() -> None:
@@ -99,8 +110,14 @@ def test_eviction_share_after_warm_up() -> None:
 
 
 def answer(prompt: str, tokens: list[str], hit: int) -> dict:
-    return {"prompt": prompt, "prompt_tokens": 1000, "vllm_external_hit_tokens": hit, "output_tokens": tokens,
-            "output_text": "".join(tokens), "top_logprobs": [{t: -0.1, "x": -2.0} for t in tokens]}  # fmt: skip
+    return {
+        "prompt": prompt,
+        "prompt_tokens": 1000,
+        "vllm_external_hit_tokens": hit,
+        "output_tokens": tokens,
+        "output_text": "".join(tokens),
+        "top_logprobs": [{t: -0.1, "x": -2.0} for t in tokens],
+    }
 
 
 def test_answers_must_be_hits_and_token_identical() -> None:
@@ -113,7 +130,11 @@ def test_answers_must_be_hits_and_token_identical() -> None:
 
 
 def test_the_simulator_table_is_parsed_and_read_at_a_capacity() -> None:
-    text = "Loaded 12 event(s)\n\n    Capacity (GiB)    Hit rate\n" + "-" * 32 + "\n             0.100      10.00%\n             1.000      50.00%\n\nPlot saved"
+    text = (
+        "Loaded 12 event(s)\n\n    Capacity (GiB)    Hit rate\n"
+        + "-" * 32
+        + "\n             0.100      10.00%\n             1.000      50.00%\n\nPlot saved"
+    )
     curve = soak.parse_sweep(text)
     assert curve == [(0.1, 0.1), (1.0, 0.5)]
     assert soak.simulated_at(curve, 0.55) == pytest.approx(0.3) and soak.simulated_at(curve, 2) is None
@@ -135,7 +156,12 @@ def test_prometheus_config_scrapes_both_servers_on_loopback(tmp_path) -> None:
     assert prometheus.read_leaders(pids) == {os.getpid(): "lmcache", 12345: "vllm"}
 
 
-def test_sample_sees_this_process_group() -> None:
-    found = prometheus.sample({os.getpgid(0): "tests"})
+def test_sample_sees_this_process_group_and_its_shm() -> None:
+    segment = shared_memory.SharedMemory(create=True, size=1 << 20)  # a /dev/shm segment this process maps
+    try:
+        found = prometheus.sample({os.getpgid(0): "tests"})
+    finally:
+        segment.close()
+        segment.unlink()
     assert any(p["pid"] == os.getpid() and p["rss_bytes"] > 0 for p in found["processes"])
-    assert found["shm_mapped_bytes"] >= 0
+    assert found["shm_mapped_bytes"] >= 1 << 20

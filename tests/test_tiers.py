@@ -9,11 +9,11 @@ import shutil
 import subprocess
 
 import pytest
-from scripted_servers import alive, server_pids, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
 from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
 from reproduce_vllm_lmcache.servers.settings import Settings
+from scripted_servers import alive, server_pids, shm_segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -36,8 +36,14 @@ def test_l2_serves_the_warm_request_after_l1_is_cleared(tmp_path) -> None:
     """The short version: one L2 kind, Redis where a redis-server is installed (CI installs it),
     else disk; the recorded scripts/l2.sh run has both."""
     kind = "redis" if shutil.which("redis-server") else "disk"
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_L2_PROMPT_TOKENS": "1500", "REPRO_L2_KINDS": kind,
-           "REPRO_L2_DISK_DIR": str(tmp_path / "l2"), "REPRO_REDIS_DIR": str(tmp_path / "redis")}  # fmt: skip
+    env = {
+        **os.environ,
+        "REPRO_RESULTS_DIR": str(tmp_path),
+        "REPRO_L2_PROMPT_TOKENS": "1500",
+        "REPRO_L2_KINDS": kind,
+        "REPRO_L2_DISK_DIR": str(tmp_path / "l2"),
+        "REPRO_REDIS_DIR": str(tmp_path / "redis"),
+    }
     out = run("l2.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-l2")
     data = json.loads((run_dir / f"l2-{kind}.json").read_text())
@@ -57,8 +63,13 @@ def test_eviction_hits_follow_lru(tmp_path) -> None:
     """The short version (LRU only); the recorded scripts/eviction.sh run has LRU and noop."""
     # Prompts of 600 tokens (9 chunks) through an L1 scaled with them (0.13 GiB, as 0.25 GiB is to
     # the default 1100-token prompts): the same stream, half the prefill time.
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_EVICTION_POLICIES": "LRU",
-           "REPRO_EVICTION_PROMPT_TOKENS": "600", "REPRO_EVICTION_L1_SIZE_GB": "0.13"}  # fmt: skip
+    env = {
+        **os.environ,
+        "REPRO_RESULTS_DIR": str(tmp_path),
+        "REPRO_EVICTION_POLICIES": "LRU",
+        "REPRO_EVICTION_PROMPT_TOKENS": "600",
+        "REPRO_EVICTION_L1_SIZE_GB": "0.13",
+    }
     out = run("eviction.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-eviction")
     lru = json.loads((run_dir / "eviction-LRU.json").read_text())
@@ -71,8 +82,7 @@ def test_eviction_hits_follow_lru(tmp_path) -> None:
 
 
 def test_two_vllm_instances_share_one_lmcache_and_status_shows_it(tmp_path) -> None:
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_SHARED_PROMPT_TOKENS": "640",
-           "REPRO_LOG_DIR": str(tmp_path / "logs")}  # fmt: skip
+    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_SHARED_PROMPT_TOKENS": "640", "REPRO_LOG_DIR": str(tmp_path / "logs")}
     out = run("shared.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-shared")
     data = json.loads((run_dir / "shared.json").read_text())

@@ -8,10 +8,10 @@ import os
 import subprocess
 
 import pytest
-from browser import blank, find, render
-from scripted_servers import alive, chunk_size, expected_hit, server_pids, shm_segments
 
+from browser import blank, find, render
 from reproduce_vllm_lmcache.config import ROOT
+from scripted_servers import alive, chunk_size, expected_hit, server_pids, shm_segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 TOKENS = 640

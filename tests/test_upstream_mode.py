@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -59,6 +58,7 @@ def test_upstream_tree_imports_first(tmp_path) -> None:
     """With the tree on PYTHONPATH, Python imports LMCache from it, not from the checkout."""
     path = upstream.pythonpath("upstream")
     code = "import importlib.util as u; print(u.find_spec('lmcache').origin, u.find_spec('vllm').origin)"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": path},
-                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out[0].startswith(str(upstream.UPSTREAM_DIR / "LMCache")) and out[1].startswith(str(upstream.UPSTREAM_DIR / "vllm"))

@@ -9,17 +9,25 @@ import os
 import subprocess
 
 import pytest
-from scripted_servers import alive, server_pids, shm_segments
 
 from reproduce_vllm_lmcache.config import ROOT
+from scripted_servers import alive, server_pids, shm_segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 
 def test_workload_hits_by_source_and_identical_answers(tmp_path) -> None:
-    env = {**os.environ, "REPRO_RESULTS_DIR": str(tmp_path), "REPRO_WORKLOAD_CAPACITY_TOKENS": "1024",
-           "REPRO_WORKLOAD_PREFIX_TOKENS": "256", "REPRO_WORKLOAD_RATIOS": "0.5,2", "REPRO_WORKLOAD_CONCURRENCY": "1",
-           "REPRO_WORKLOAD_CONFIGURATIONS": "apc,lmcache", "REPRO_WORKLOAD_LDQA_RATIOS": "2", "REPRO_WORKLOAD_OUTPUT_TOKENS": "4"}  # fmt: skip
+    env = {
+        **os.environ,
+        "REPRO_RESULTS_DIR": str(tmp_path),
+        "REPRO_WORKLOAD_CAPACITY_TOKENS": "1024",
+        "REPRO_WORKLOAD_PREFIX_TOKENS": "256",
+        "REPRO_WORKLOAD_RATIOS": "0.5,2",
+        "REPRO_WORKLOAD_CONCURRENCY": "1",
+        "REPRO_WORKLOAD_CONFIGURATIONS": "apc,lmcache",
+        "REPRO_WORKLOAD_LDQA_RATIOS": "2",
+        "REPRO_WORKLOAD_OUTPUT_TOKENS": "4",
+    }
     result = subprocess.run([str(ROOT / "scripts" / "workload.sh")], cwd=ROOT, env=env, capture_output=True, text=True)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]

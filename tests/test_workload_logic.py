@@ -51,7 +51,10 @@ def test_the_default_knobs_pass_the_check() -> None:
         ({"REPRO_WORKLOAD_CAPACITY_TOKENS": "4100"}, ["multiple of", "REPRO_BLOCK_SIZE=64"]),
         ({"REPRO_WORKLOAD_PREFIX_TOKENS": "1000"}, ["REPRO_WORKLOAD_PREFIX_TOKENS=1000", "1040 tokens"]),
         ({"REPRO_WORKLOAD_PREFIX_TOKENS": "500"}, ["whole LMCache chunks"]),
-        ({"REPRO_WORKLOAD_RATIOS": "0.5,16", "REPRO_WORKLOAD_LDQA_RATIOS": ""}, ["65536 tokens", "REPRO_L1_SIZE_GB=1", "set REPRO_L1_SIZE_GB=3.2"]),
+        (
+            {"REPRO_WORKLOAD_RATIOS": "0.5,16", "REPRO_WORKLOAD_LDQA_RATIOS": ""},
+            ["65536 tokens", "REPRO_L1_SIZE_GB=1", "set REPRO_L1_SIZE_GB=3.2"],
+        ),
     ],
 )
 def test_bad_knobs_are_refused_with_their_numbers(env: dict[str, str], words: list[str]) -> None:
@@ -86,10 +89,27 @@ def _point(root: Path, name: str, ratio: float, ttft_ms: float, req_s: float, lo
     out.mkdir(parents=True)
     detail = {"generated_texts": texts, "output_lens": [4] * len(texts), "p50_ttft_ms": ttft_ms, "p99_ttft_ms": ttft_ms * 2}
     (out / "measured.json").write_text(json.dumps(detail))
-    passes = {"measured": {"result": "measured.json", "completed": len(texts), "failed": 0, "duration": len(texts) / req_s,
-                           "total_input_tokens": 1000, "request_throughput": req_s, "output_throughput": 4 * req_s,
-                           "counters": {workloads.LOCAL: local, workloads.EXTERNAL: external}}}  # fmt: skip
-    point = {"configuration": name, "concurrency": 1, "ratio": ratio, "documents": 2, "capacity_tokens": 1024, "prefix_tokens": 256, "passes": passes}
+    passes = {
+        "measured": {
+            "result": "measured.json",
+            "completed": len(texts),
+            "failed": 0,
+            "duration": len(texts) / req_s,
+            "total_input_tokens": 1000,
+            "request_throughput": req_s,
+            "output_throughput": 4 * req_s,
+            "counters": {workloads.LOCAL: local, workloads.EXTERNAL: external},
+        }
+    }
+    point = {
+        "configuration": name,
+        "concurrency": 1,
+        "ratio": ratio,
+        "documents": 2,
+        "capacity_tokens": 1024,
+        "prefix_tokens": 256,
+        "passes": passes,
+    }
     (out / "point.json").write_text(json.dumps(point))
 
 
@@ -99,7 +119,11 @@ def test_summary_targets_and_answers(tmp_path: Path) -> None:
     _point(tmp_path, "lmcache", 4, 50, 3.0, 0, 900, ["a", "x"])
     _point(tmp_path, "apc", 0.5, 100, 4.0, 900, 0, ["a", "b"])
     _point(tmp_path, "apc+lmcache", 0.5, 105, 3.5, 900, 0, ["a", "b"])
-    run = {"configuration": "none", "machine": {"kv_bytes_per_token": KV, "copy_bytes_per_s": 1e10}, "knobs": {"prefix_tokens": 256, "suffix_tokens": 32}}
+    run = {
+        "configuration": "none",
+        "machine": {"kv_bytes_per_token": KV, "copy_bytes_per_s": 1e10},
+        "knobs": {"prefix_tokens": 256, "suffix_tokens": 32},
+    }
     (tmp_path / "points" / "run-none-c1.json").write_text(json.dumps(run))
     s = workloads.summarize(tmp_path)
     assert s["baseline"] == "none"

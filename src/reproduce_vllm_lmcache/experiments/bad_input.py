@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import msgspec
 import requests
@@ -162,22 +162,28 @@ def run(settings: Settings, targets: tuple[str, ...] = ("vllm", "lmcache"), prog
     def record(outcome: Outcome) -> None:
         outcomes.append(outcome)
         verdict = "ok" if outcome.ok else ("HEALTH SAYS HEALTHY, NOT SERVING" if outcome.lying_health else "NOT OK")
-        progress(f"  {outcome.server:8} {outcome.case:38} -> {outcome.answer[:60]!s:62} serving={outcome.serving} health={outcome.health[:20]} {verdict}")
+        progress(
+            f"  {outcome.server:8} {outcome.case:38} -> {outcome.answer[:60]!s:62} serving={outcome.serving} health={outcome.health[:20]} {verdict}"
+        )
 
     host = settings.host
     if "vllm" in targets:
         model = served_model(settings)
         too_long = {"model": model, "prompt": [1] * (settings.max_model_len + 10), "max_tokens": 1}
-        cases = http_cases(settings.vllm_url, host, settings.vllm_port, "/v1/completions",
-                           b'{"model": 5, "prompt": {"a": 1}, "max_tokens": "many"}')  # fmt: skip
-        cases.append(("prompt longer than max_model_len", lambda: http_post(f"{settings.vllm_url}/v1/completions", msgspec.json.encode(too_long))))
+        cases = http_cases(
+            settings.vllm_url, host, settings.vllm_port, "/v1/completions", b'{"model": 5, "prompt": {"a": 1}, "max_tokens": "many"}'
+        )
+        cases.append(
+            ("prompt longer than max_model_len", lambda: http_post(f"{settings.vllm_url}/v1/completions", msgspec.json.encode(too_long)))
+        )
         for name, send in cases:
             answer = send()
             record(Outcome("vllm", name, answer, vllm_serving(settings, model), http_get(f"{settings.vllm_url}/health")))
     if "lmcache" in targets:
         health = f"{settings.lmcache_http_url}/healthcheck"
-        cases = http_cases(settings.lmcache_http_url, host, settings.lmcache_http_port, "/cache/prefetches",
-                           b'{"tokens": "not a list", "model_name": 7}')  # fmt: skip
+        cases = http_cases(
+            settings.lmcache_http_url, host, settings.lmcache_http_port, "/cache/prefetches", b'{"tokens": "not a list", "model_name": 7}'
+        )
         ctx = zmq.Context()
         url = settings.lmcache_rpc_url
         try:

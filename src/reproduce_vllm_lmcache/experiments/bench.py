@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-from reproduce_vllm_lmcache.experiments import client
-from reproduce_vllm_lmcache.experiments import floor
+from reproduce_vllm_lmcache.experiments import client, floor
 from reproduce_vllm_lmcache.report import stats
 from reproduce_vllm_lmcache.servers.settings import Settings
 
@@ -72,7 +70,11 @@ def machine(session: client.Session, settings: Settings, repeats: int = 5) -> fl
 
 
 def point(
-    rounds: list[client.Round], logs: list[dict[str, float]], length: int, chunk_size: int, block_size: int,
+    rounds: list[client.Round],
+    logs: list[dict[str, float]],
+    length: int,
+    chunk_size: int,
+    block_size: int,
     cache: str = "lmcache",
 ) -> dict[str, Any]:
     """Medians (and samples) of one prompt length's repeats."""
@@ -90,6 +92,7 @@ def point(
         "stored_chunks": min(r.lmcache_l1_write_chunks for r in cold),
     }
     if warm:
+
         def med(values: list[float]) -> float:
             return round(statistics.median(values), 4)
 
@@ -112,9 +115,7 @@ def point(
     return out
 
 
-def measure(
-    settings: Settings, lengths: list[int], repeats: int, lmcache_log: Path | None, timeout: float
-) -> dict[str, Any]:
+def measure(settings: Settings, lengths: list[int], repeats: int, lmcache_log: Path | None, timeout: float) -> dict[str, Any]:
     """Every point for the running servers: fresh prompts per repeat, cold then warm."""
     session = client.Session(settings)
     nonce = time.time_ns()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.servers.settings import KnobError
@@ -118,12 +119,16 @@ def cmd_matrix_report(args: argparse.Namespace) -> int:
     failures = [v for v in verdicts if not v.get("source_ok", True) or not (v["identical_to_baseline"] or v["diverged_at_tie"])]
     for v in verdicts:
         if "source_ok" in v:
-            print(f"{'PASS' if v['source_ok'] else 'FAIL'} {v['configuration']} {v['prompt']} {v['round']}: hit from {v['hit_source']} (expected {v['expected_source']})")
+            print(
+                f"{'PASS' if v['source_ok'] else 'FAIL'} {v['configuration']} {v['prompt']} {v['round']}: hit from {v['hit_source']} (expected {v['expected_source']})"
+            )
     for t in transfers:
         want = "engine_driven" if "engine" in t["configuration"] else "lmcache_driven"
         ok = t["transfer_mode"] == want
         failures += [] if ok else [t]
-        print(f"{'PASS' if ok else 'FAIL'} {t['configuration']}: vLLM log says mode={t['transfer_mode']} (data path {t['data_path'] or 'n/a'})")
+        print(
+            f"{'PASS' if ok else 'FAIL'} {t['configuration']}: vLLM log says mode={t['transfer_mode']} (data path {t['data_path'] or 'n/a'})"
+        )
     failures += [s for s in scenario_list if not s["passed"]]
     for s in scenario_list:
         print(f"{'PASS' if s['passed'] else 'FAIL'} scenario {s['scenario']}: {s['detail']}")
@@ -195,7 +200,15 @@ def cmd_engine_bench_report(args: argparse.Namespace) -> int:
         summaries[path.parent.name] = json.loads(path.read_text())["results"]
     if not summaries:
         raise FileNotFoundError(f"no */bench_summary.json in {args.run_dir}")
-    fields = ("successful_requests", "failed_requests", "mean_ttft_ms", "p50_ttft_ms", "p90_ttft_ms", "mean_request_latency_ms", "input_throughput")
+    fields = (
+        "successful_requests",
+        "failed_requests",
+        "mean_ttft_ms",
+        "p50_ttft_ms",
+        "p90_ttft_ms",
+        "mean_request_latency_ms",
+        "input_throughput",
+    )
     print(f"| workload, configuration | {' | '.join(fields)} |")
     print("|---|" + "---:|" * len(fields))
     for name, res in summaries.items():
@@ -298,8 +311,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
             data = json.loads(path.read_text())
             sources = {k: config.ROOT / v if v else None for k, v in data["sources"].items()}
             if sources["vllm_log"] and sources["vllm_log"].is_file():  # the logs are still there: read them again
-                events = trace.collect(data["rounds"], sources["vllm_log"], sources["lmcache_log"], sources["lmcache_trace"],
-                                       data["transfer_mode"], data["kv_bytes_per_token"], data["chunk_size"])  # fmt: skip
+                events = trace.collect(
+                    data["rounds"],
+                    sources["vllm_log"],
+                    sources["lmcache_log"],
+                    sources["lmcache_trace"],
+                    data["transfer_mode"],
+                    data["kv_bytes_per_token"],
+                    data["chunk_size"],
+                )
                 data["events"] = [e.as_dict() for e in events]
             timeline.draw(data["events"], data["origins"], data["title"], path.with_suffix(".png"))
             results.write(path.parent, path.name, data, latest=False)
@@ -329,12 +349,21 @@ def cmd_trace(args: argparse.Namespace) -> int:
     title = f"{tokens}-token prompt, {settings.transfer_mode}, chunk {settings.chunk_size}"
     origins = {r["name"]: r["sent_at"] for r in rounds}
     data = {
-        "title": title, "transfer_mode": settings.transfer_mode, "prompt_tokens": tokens, "origins": origins,
-        "kv_bytes_per_token": kv_bytes, "chunk_size": settings.chunk_size,
-        "sources": {"vllm_log": str(vllm_log), "lmcache_log": str(lmcache_log), "lmcache_trace": str(storage) if storage.is_file() else None},
+        "title": title,
+        "transfer_mode": settings.transfer_mode,
+        "prompt_tokens": tokens,
+        "origins": origins,
+        "kv_bytes_per_token": kv_bytes,
+        "chunk_size": settings.chunk_size,
+        "sources": {
+            "vllm_log": str(vllm_log),
+            "lmcache_log": str(lmcache_log),
+            "lmcache_trace": str(storage) if storage.is_file() else None,
+        },
         "config": {"knobs": config.resolved(), **settings.as_dict(), **results.environment()},
-        "rounds": rounds, "events": [e.as_dict() for e in events],
-    }  # fmt: skip
+        "rounds": rounds,
+        "events": [e.as_dict() for e in events],
+    }
     timeline.draw(data["events"], origins, title, run_dir / f"{name}.png")
     path = results.write(run_dir, f"{name}.json", data, latest=False)
     print(timeline.summary(data["events"], origins))
@@ -464,11 +493,14 @@ def _soak_bounds() -> Any:
     from reproduce_vllm_lmcache.experiments.soak import Bounds
 
     return Bounds(
-        warmup_s=float(config.get("REPRO_SOAK_WARMUP_S")), recovery_s=float(config.get("REPRO_SOAK_RECOVERY_S")),
-        rss_growth_mb=float(config.get("REPRO_SOAK_RSS_GROWTH_MB")), shm_growth_mb=float(config.get("REPRO_SOAK_SHM_GROWTH_MB")),
-        hit_recovery=float(config.get("REPRO_SOAK_HIT_RECOVERY")), eviction_share=float(config.get("REPRO_SOAK_EVICTION_SHARE")),
+        warmup_s=float(config.get("REPRO_SOAK_WARMUP_S")),
+        recovery_s=float(config.get("REPRO_SOAK_RECOVERY_S")),
+        rss_growth_mb=float(config.get("REPRO_SOAK_RSS_GROWTH_MB")),
+        shm_growth_mb=float(config.get("REPRO_SOAK_SHM_GROWTH_MB")),
+        hit_recovery=float(config.get("REPRO_SOAK_HIT_RECOVERY")),
+        eviction_share=float(config.get("REPRO_SOAK_EVICTION_SHARE")),
         tie_tolerance=float(config.get("REPRO_TIE_TOLERANCE")),
-    )  # fmt: skip
+    )
 
 
 def cmd_soak_check(args: argparse.Namespace) -> int:
@@ -486,12 +518,18 @@ def cmd_soak_check(args: argparse.Namespace) -> int:
         raise KnobError(f"REPRO_SOAK_MINUTES={minutes}: the load must last at least twice REPRO_SOAK_WARMUP_S")
     _soak_bounds()  # every bound parses
     # A chat's history grows every turn (the answer and the next input); it must fit the model.
-    g = {k: float(config.get(f"REPRO_SOAK_CHAT_{k}")) for k in ("USERS", "QPS", "SHARED_TOKENS", "HISTORY_TOKENS", "INPUT_TOKENS", "ROUND_S")}
+    g = {
+        k: float(config.get(f"REPRO_SOAK_CHAT_{k}")) for k in ("USERS", "QPS", "SHARED_TOKENS", "HISTORY_TOKENS", "INPUT_TOKENS", "ROUND_S")
+    }
     turns = g["ROUND_S"] * g["QPS"] / g["USERS"]
-    longest = g["SHARED_TOKENS"] + g["HISTORY_TOKENS"] + (turns + 1) * (g["INPUT_TOKENS"] + int(config.get("REPRO_SOAK_OUTPUT_TOKENS")) + 10)
+    longest = (
+        g["SHARED_TOKENS"] + g["HISTORY_TOKENS"] + (turns + 1) * (g["INPUT_TOKENS"] + int(config.get("REPRO_SOAK_OUTPUT_TOKENS")) + 10)
+    )
     if longest > int(config.get("REPRO_MAX_MODEL_LEN")):
-        raise KnobError(f"soak chat: a session reaches ~{longest:.0f} tokens in REPRO_SOAK_CHAT_ROUND_S; "
-                        f"over REPRO_MAX_MODEL_LEN={config.get('REPRO_MAX_MODEL_LEN')}: shorten the round or the history")  # fmt: skip
+        raise KnobError(
+            f"soak chat: a session reaches ~{longest:.0f} tokens in REPRO_SOAK_CHAT_ROUND_S; "
+            f"over REPRO_MAX_MODEL_LEN={config.get('REPRO_MAX_MODEL_LEN')}: shorten the round or the history"
+        )
     print(f"soak: {minutes:g} min of load, L1 {config.get('REPRO_SOAK_L1_SIZE_GB')} GiB, max-num-seqs {seqs}, Prometheus {binary}")
     return 0
 
@@ -507,8 +545,13 @@ def cmd_soak_prometheus(args: argparse.Namespace) -> int:
     targets = {"vllm": f"{s.host}:{s.vllm_port}", "lmcache": f"{s.host}:{s.lmcache_http_port}"}
     args.dir.mkdir(parents=True, exist_ok=True)
     (args.dir / "prometheus.yml").write_text(prometheus.config_text(targets, float(config.get("REPRO_PROMETHEUS_SCRAPE_S"))))
-    argv = prometheus.argv(prometheus.find_binary(config.get("REPRO_PROMETHEUS_BIN")), args.dir / "prometheus.yml",
-                           args.dir / "data", s.host, int(config.get("REPRO_PROMETHEUS_PORT")))  # fmt: skip
+    argv = prometheus.argv(
+        prometheus.find_binary(config.get("REPRO_PROMETHEUS_BIN")),
+        args.dir / "prometheus.yml",
+        args.dir / "data",
+        s.host,
+        int(config.get("REPRO_PROMETHEUS_PORT")),
+    )
     sys.stdout.write("\0".join(argv) + "\0")
     return 0
 
@@ -542,8 +585,14 @@ def cmd_soak_answers(args: argparse.Namespace) -> int:
 
     session = Session(Settings.from_env())
     try:
-        found = soak.sample_answers(session, int(config.get("REPRO_SOAK_SAMPLE_TOKENS")), int(config.get("REPRO_SOAK_SAMPLE_PROMPTS")),
-                                    "soak-sample", args.name != "baseline", float(config.get("REPRO_REQUEST_TIMEOUT")))  # fmt: skip
+        found = soak.sample_answers(
+            session,
+            int(config.get("REPRO_SOAK_SAMPLE_TOKENS")),
+            int(config.get("REPRO_SOAK_SAMPLE_PROMPTS")),
+            "soak-sample",
+            args.name != "baseline",
+            float(config.get("REPRO_REQUEST_TIMEOUT")),
+        )
     finally:
         session.close()
     path = args.run_dir / f"answers-{args.name}.json"
@@ -581,8 +630,14 @@ def cmd_soak_report(args: argparse.Namespace) -> int:
     summary = soak.summarize(run_dir, _soak_bounds(), l1)
     rows = soak.load_requests(run_dir / "bench")
     series = soak.read_json(run_dir / "prometheus-series.json", {})
-    soak_plots.timeline(rows, series, soak.load_samples(run_dir / "samples.jsonl"), summary["restart"],
-                        summary["times"]["load_started"], run_dir / "soak-timeline.png")  # fmt: skip
+    soak_plots.timeline(
+        rows,
+        series,
+        soak.load_samples(run_dir / "samples.jsonl"),
+        summary["restart"],
+        summary["times"]["load_started"],
+        run_dir / "soak-timeline.png",
+    )
     sim = summary["simulator"]
     if sim["curve"]:
         soak_plots.simulator(sim["curve"], sim["observed_vllm_hit_rate"], l1, run_dir / "soak-simulator.png")

@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass
 import requests
 
 from reproduce_vllm_lmcache import config
-from reproduce_vllm_lmcache.servers import http_client, metrics
 from reproduce_vllm_lmcache.experiments import prompts
+from reproduce_vllm_lmcache.servers import http_client, metrics
 from reproduce_vllm_lmcache.servers.settings import ServerDown, Settings
-
 
 # Alternatives recorded per generated token, to tell a real divergence from a tie.
 TOP_LOGPROBS = 5
@@ -136,9 +135,7 @@ def complete(
     return _stream(client, f"{settings.vllm_url}/v1/completions", body, timeout, chat=False)
 
 
-def chat(
-    client: requests.Session, settings: Settings, model: str, messages: list[dict[str, str]], timeout: float
-) -> dict[str, object]:
+def chat(client: requests.Session, settings: Settings, model: str, messages: list[dict[str, str]], timeout: float) -> dict[str, object]:
     """One streamed greedy chat completion."""
     body = {
         "model": model,
@@ -158,9 +155,7 @@ def counters(client: requests.Session, settings: Settings) -> metrics.Counters:
     return metrics.settled(client, lmcache_url, settings.vllm_url)
 
 
-def measure(
-    client: requests.Session, settings: Settings, name: str, label: str, send: Callable[[], dict[str, object]]
-) -> Round:
+def measure(client: requests.Session, settings: Settings, name: str, label: str, send: Callable[[], dict[str, object]]) -> Round:
     """Run ``send`` (one request) between two settled scrapes of both servers' counters."""
     before = counters(client, settings)
     result = send()

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reproduce_vllm_lmcache.servers import lmcache_api
 from reproduce_vllm_lmcache.experiments.client import Session
 from reproduce_vllm_lmcache.experiments.scenarios import hit_tokens, verdict
+from reproduce_vllm_lmcache.servers import lmcache_api
 
 POLICIES = ("LRU", "noop")
 
@@ -102,11 +102,18 @@ def run(session: Session, policy: str, tokens: int, prompts: int, seed: str, tim
             model = L1Model(policy, capacity, chunk_bytes, float(controller["trigger_watermark"]), float(controller["eviction_ratio"]))
             print(f"  L1 model: {capacity / 1e6:.1f} MB, {chunk_bytes / 1e6:.2f} MB per chunk, {chunks} chunks per prompt", flush=True)
         predicted = hit_tokens(tokens, model.request(name, chunks) * s.chunk_size, s.chunk_size)
-        rows.append({
-            "phase": phase, "prompt": name, "predicted_hit_tokens": predicted, "hit_tokens": r.vllm_external_hit_tokens,
-            "written_chunks": r.lmcache_l1_write_chunks, "evicted_chunks": r.lmcache_l1_evicted_chunks, "ttft_s": r.ttft_s,
-            "match": predicted == r.vllm_external_hit_tokens,
-        })  # fmt: skip
+        rows.append(
+            {
+                "phase": phase,
+                "prompt": name,
+                "predicted_hit_tokens": predicted,
+                "hit_tokens": r.vllm_external_hit_tokens,
+                "written_chunks": r.lmcache_l1_write_chunks,
+                "evicted_chunks": r.lmcache_l1_evicted_chunks,
+                "ttft_s": r.ttft_s,
+                "match": predicted == r.vllm_external_hit_tokens,
+            }
+        )
 
     for name in stream(prompts):
         send(name, "stream")
@@ -119,8 +126,10 @@ def run(session: Session, policy: str, tokens: int, prompts: int, seed: str, tim
     mismatches = [r for r in rows if not r["match"]]
     print(f"  {'prompt':<6} {'phase':<7} {'predicted':>9} {'hit':>6} {'written':>7} {'evicted':>7}")
     for r in rows:
-        print(f"  {r['prompt']:<6} {r['phase']:<7} {r['predicted_hit_tokens']:>9} {r['hit_tokens']:>6} "
-              f"{r['written_chunks']:>7} {r['evicted_chunks']:>7}{'' if r['match'] else '  <- differs'}")  # fmt: skip
+        print(
+            f"  {r['prompt']:<6} {r['phase']:<7} {r['predicted_hit_tokens']:>9} {r['hit_tokens']:>6} "
+            f"{r['written_chunks']:>7} {r['evicted_chunks']:>7}{'' if r['match'] else '  <- differs'}"
+        )
     kept = [n for n, c in resident.items() if c == chunks]
     shown = policy_shown(policy, resident, chunks, evicted, f"P{prompts}")
     detail = (
@@ -128,6 +137,12 @@ def run(session: Session, policy: str, tokens: int, prompts: int, seed: str, tim
         f"{len(rows) - len(mismatches)}/{len(rows)} requests hit exactly as predicted; {shown[1]}"
     )
     result = verdict(f"eviction {policy}", not mismatches and shown[0], detail, rounds)
-    result.update(policy=policy, chunks_per_prompt=chunks, capacity_bytes=capacity, chunk_bytes=model.chunk_bytes,
-                  resident_after_stream=resident, requests=rows)  # fmt: skip
+    result.update(
+        policy=policy,
+        chunks_per_prompt=chunks,
+        capacity_bytes=capacity,
+        chunk_bytes=model.chunk_bytes,
+        resident_after_stream=resident,
+        requests=rows,
+    )
     return result

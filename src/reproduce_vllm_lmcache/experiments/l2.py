@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reproduce_vllm_lmcache.servers import lmcache_api
-from reproduce_vllm_lmcache.servers import metrics
 from reproduce_vllm_lmcache.experiments.client import Session
 from reproduce_vllm_lmcache.experiments.scenarios import full_chunks, verdict
+from reproduce_vllm_lmcache.servers import lmcache_api, metrics
 
 
 def redis_command(host: str, port: int, *words: str) -> str:
@@ -69,8 +68,11 @@ def run(session: Session, tokens: int, seed: str, timeout: float) -> dict[str, A
     cold = session.round("cold", label, ids, timeout)
     l2_write_s = wait_l2_stored(session, stored_before, cold.lmcache_l1_write_chunks)
     contents = store_contents(session)
-    print(f"  L2 holds it: {contents['objects']} objects, {contents['bytes'] / 1e6:.1f} MB in {contents['store']} "
-          f"({l2_write_s:.2f} s after the cold response)", flush=True)  # fmt: skip
+    print(
+        f"  L2 holds it: {contents['objects']} objects, {contents['bytes'] / 1e6:.1f} MB in {contents['store']} "
+        f"({l2_write_s:.2f} s after the cold response)",
+        flush=True,
+    )
     warm_l1 = session.round("warm-l1", label, ids, timeout)
     lmcache_api.clear_l1(session.client, url)
     l1_after_clear = int(lmcache_api.l1(lmcache_api.status(session.client, url)).get("total_object_count", -1))
@@ -101,4 +103,3 @@ def run(session: Session, tokens: int, seed: str, timeout: float) -> dict[str, A
         l2_status=lmcache_api.l2_adapters(lmcache_api.status(session.client, url)),
     )
     return result
-

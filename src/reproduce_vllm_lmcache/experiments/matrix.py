@@ -110,8 +110,12 @@ def table(rounds: list[dict[str, Any]], verdict_list: list[dict[str, Any]]) -> s
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in rounds:
         v = keyed[(r["configuration"], r["prompt"], r["name"])]
-        src = {"local": f" L{r['vllm_local_hit_tokens']}", "external": f" E{r['vllm_external_hit_tokens']}",
-               "both": f" L{r['vllm_local_hit_tokens']}+E{r['vllm_external_hit_tokens']}", "none": ""}[v["hit_source"]]  # fmt: skip
+        src = {
+            "local": f" L{r['vllm_local_hit_tokens']}",
+            "external": f" E{r['vllm_external_hit_tokens']}",
+            "both": f" L{r['vllm_local_hit_tokens']}+E{r['vllm_external_hit_tokens']}",
+            "none": "",
+        }[v["hit_source"]]
         same = "" if v["identical_to_baseline"] else (" =tie" if v["diverged_at_tie"] else " DIFF")
         cells.setdefault((r["prompt"], r["name"]), {})[r["configuration"]] = f"{r['ttft_s']:.3f}s{src}{same}"
     header = ["prompt", "round", *configs]
@@ -119,6 +123,8 @@ def table(rounds: list[dict[str, Any]], verdict_list: list[dict[str, Any]]) -> s
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("TTFT per round; L = tokens from vLLM's prefix cache, E = tokens from LMCache; "
-                 "DIFF = output differs from the no-cache baseline (token by token), =tie = differs at an exact tie")  # fmt: skip
+    lines.append(
+        "TTFT per round; L = tokens from vLLM's prefix cache, E = tokens from LMCache; "
+        "DIFF = output differs from the no-cache baseline (token by token), =tie = differs at an exact tie"
+    )
     return "\n".join(lines)

@@ -50,8 +50,14 @@ class NodeSpec:
 
     def env(self) -> dict[str, str]:
         """The node's knobs as its servers got them (the store's address: REPRO_STORE_HOST)."""
-        return {**os.environ, "REPRO_LMCACHE_PORT": str(self.lmcache_port), "REPRO_LMCACHE_HTTP_PORT": str(self.lmcache_http_port),
-                "REPRO_VLLM_PORT": str(self.vllm_port), "REPRO_L2": "redis", "REPRO_NETNS": self.netns}  # fmt: skip
+        return {
+            **os.environ,
+            "REPRO_LMCACHE_PORT": str(self.lmcache_port),
+            "REPRO_LMCACHE_HTTP_PORT": str(self.lmcache_http_port),
+            "REPRO_VLLM_PORT": str(self.vllm_port),
+            "REPRO_L2": "redis",
+            "REPRO_NETNS": self.netns,
+        }
 
 
 class Node:
@@ -129,8 +135,13 @@ class Node:
         """`lmcache query coordinator --api API` as an operator runs it (its table), from this
         node's namespace (a forked process keeps the namespace of the thread that forked it)."""
         with self.inside():
-            done = subprocess.run([str(venv_bin("lmcache")), "query", "coordinator", "--api", api, "--url", url],
-                                  capture_output=True, text=True, timeout=120, env={**os.environ, "LMCACHE_DISABLE_BANNER": "1"})  # fmt: skip
+            done = subprocess.run(
+                [str(venv_bin("lmcache")), "query", "coordinator", "--api", api, "--url", url],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "LMCACHE_DISABLE_BANNER": "1"},
+            )
         return "\n".join(line for line in done.stdout.splitlines() if " LMCache " not in line)
 
     def close(self) -> None:
@@ -147,15 +158,26 @@ def step(name: str, node: Node, r: Round, l1_before: int, baseline: Round | None
     """One request's record. source: where its hits must come from ("l2": every full chunk
     loaded from the store; "l2, empty L1": and the node's L1 held nothing before; "l1")."""
     entry: dict[str, Any] = {
-        "step": name, "node": node.name, "source": source, "ttft_s": round(r.ttft_s, 3), "hit_tokens": r.vllm_external_hit_tokens,
-        "want_hit_tokens": want, "want_chunks": -(-want // node.session.settings.chunk_size), "l1_objects_before": l1_before, "l1_read_chunks": r.lmcache_l1_read_chunks,
-        "l2_loaded_chunks": r.lmcache_l2_loaded_chunks, "l1_write_chunks": r.lmcache_l1_write_chunks,
-    }  # fmt: skip
+        "step": name,
+        "node": node.name,
+        "source": source,
+        "ttft_s": round(r.ttft_s, 3),
+        "hit_tokens": r.vllm_external_hit_tokens,
+        "want_hit_tokens": want,
+        "want_chunks": -(-want // node.session.settings.chunk_size),
+        "l1_objects_before": l1_before,
+        "l1_read_chunks": r.lmcache_l1_read_chunks,
+        "l2_loaded_chunks": r.lmcache_l2_loaded_chunks,
+        "l1_write_chunks": r.lmcache_l1_write_chunks,
+    }
     if baseline is not None:
         entry["identical_to_cold"] = r.output_tokens == baseline.output_tokens
-    print(f"  {name}: {r.vllm_external_hit_tokens}/{want} tokens hit on {node.name} (L1 objects before: {l1_before}), "
-          f"{r.lmcache_l2_loaded_chunks} chunks loaded from L2, TTFT {r.ttft_s:.3f} s"
-          + ("" if baseline is None else f", {'same answer' if entry['identical_to_cold'] else 'DIFFERENT answer'}"), flush=True)  # fmt: skip
+    print(
+        f"  {name}: {r.vllm_external_hit_tokens}/{want} tokens hit on {node.name} (L1 objects before: {l1_before}), "
+        f"{r.lmcache_l2_loaded_chunks} chunks loaded from L2, TTFT {r.ttft_s:.3f} s"
+        + ("" if baseline is None else f", {'same answer' if entry['identical_to_cold'] else 'DIFFERENT answer'}"),
+        flush=True,
+    )
     return entry
 
 
@@ -182,8 +204,13 @@ def share(a: Node, b: Node, tokens: int, seed: str, timeout: float, coordinator_
         steps.append(step(f"{tag}: on {dst.name} again (its L1)", dst, again, dst.l1_objects(), cold, want, "l1"))
         rounds += [cold, from_store, again]
         known[f"after {dst.name} read {tag}"] = dst.coordinator(coordinator_url)
-    return {"steps": steps, "coordinator": known, "rounds": [r.as_dict() for r in rounds],
-            "prompts": {"AtoB": f"{seed}-AtoB", "BtoA": f"{seed}-BtoA"}, "tokens": tokens}  # fmt: skip
+    return {
+        "steps": steps,
+        "coordinator": known,
+        "rounds": [r.as_dict() for r in rounds],
+        "prompts": {"AtoB": f"{seed}-AtoB", "BtoA": f"{seed}-BtoA"},
+        "tokens": tokens,
+    }
 
 
 def after_restart(a: Node, earlier: dict[str, Any], timeout: float, coordinator_url: str) -> dict[str, Any]:
@@ -193,12 +220,17 @@ def after_restart(a: Node, earlier: dict[str, Any], timeout: float, coordinator_
     colds = {r["prompt"]: r for r in earlier["rounds"] if r["name"].startswith("cold@")}
     steps, rounds = [], []
     at_restart: dict[str, Any] = {"held": a.l1_objects(), "listed_by_coordinator": listed_l1(a.coordinator(coordinator_url), a.name)}
-    print(f"  right after the restart {a.name}'s L1 holds {at_restart['held']} objects; the coordinator lists "
-          f"{at_restart['listed_by_coordinator']} for it", flush=True)  # fmt: skip
+    print(
+        f"  right after the restart {a.name}'s L1 holds {at_restart['held']} objects; the coordinator lists "
+        f"{at_restart['listed_by_coordinator']} for it",
+        flush=True,
+    )
     back = a.wait_connector()
     at_restart["connector_back_s"] = round(back, 1)
-    print(f"  {a.name}'s vLLM uses its restarted LMCache server again after {back:.1f} s (KV caches re-registered, "
-          "lookups counted)", flush=True)  # fmt: skip
+    print(
+        f"  {a.name}'s vLLM uses its restarted LMCache server again after {back:.1f} s (KV caches re-registered, lookups counted)",
+        flush=True,
+    )
     for i, (tag, seed) in enumerate(earlier["prompts"].items()):
         label = f"p{tokens}-{tag}"
         cold = colds[label]
@@ -216,9 +248,14 @@ def after_restart(a: Node, earlier: dict[str, Any], timeout: float, coordinator_
     tables = {api: a.query_coordinator(coordinator_url, api) for api in ("instances", "usage")}
     for api, table in tables.items():
         print(f"  lmcache query coordinator --api {api}:\n{table}", flush=True)
-    return {"steps": steps, "coordinator": {f"after {a.name}'s LMCache restarted": known},
-            "l1_after_restart": {"right after": at_restart, "after both requests": {"held": l1_now, "listed_by_coordinator": listed}},
-            "coordinator_tables": tables, "rounds": [r.as_dict() for r in rounds], "store": a.store()}  # fmt: skip
+    return {
+        "steps": steps,
+        "coordinator": {f"after {a.name}'s LMCache restarted": known},
+        "l1_after_restart": {"right after": at_restart, "after both requests": {"held": l1_now, "listed_by_coordinator": listed}},
+        "coordinator_tables": tables,
+        "rounds": [r.as_dict() for r in rounds],
+        "store": a.store(),
+    }
 
 
 def checks(share_part: dict[str, Any], restart_part: dict[str, Any]) -> dict[str, bool]:
@@ -232,7 +269,7 @@ def checks(share_part: dict[str, Any], restart_part: dict[str, Any]) -> dict[str
             empty = s["source"] == "l2, empty L1"
             out[f"{s['step']}: {'L1 empty before, ' if empty else ''}every full chunk hit and loaded from the store, same answer"] = (
                 hit and s["l2_loaded_chunks"] == s["want_chunks"] and (s["l1_objects_before"] == 0 or not empty)
-            )  # fmt: skip
+            )
         else:
             out[f"{s['step']}: every full chunk hit, nothing loaded from the store, same answer"] = hit and s["l2_loaded_chunks"] == 0
     return out
@@ -246,13 +283,25 @@ def summary(share_part: dict[str, Any], restart_part: dict[str, Any], topology: 
     l2_ttft = [s["ttft_s"] for s in steps if s["l2_loaded_chunks"] > 0]
     l1_ttft = [s["ttft_s"] for s in steps if "again" in s["step"]]
     cold_ttft = [s["ttft_s"] for s in steps if "cold" in s["step"]]
-    detail = (f"{topology['mode']}: cold {min(cold_ttft):.3f}-{max(cold_ttft):.3f} s, from the store (L2) "
-              f"{min(l2_ttft):.3f}-{max(l2_ttft):.3f} s, from the node's own L1 {min(l1_ttft):.3f}-{max(l1_ttft):.3f} s")  # fmt: skip
+    detail = (
+        f"{topology['mode']}: cold {min(cold_ttft):.3f}-{max(cold_ttft):.3f} s, from the store (L2) "
+        f"{min(l2_ttft):.3f}-{max(l2_ttft):.3f} s, from the node's own L1 {min(l1_ttft):.3f}-{max(l1_ttft):.3f} s"
+    )
     passed = bool(results) and all(results.values())
     print(f"{'PASS' if passed else 'FAIL'} two nodes, one store: {detail}", flush=True)
-    return {"scenario": "two nodes, one store", "passed": passed, "detail": detail, "checks": results, "topology": topology,
-            "steps": steps, "coordinator": {**share_part["coordinator"], **restart_part["coordinator"]},
-            "coordinator_tables": restart_part["coordinator_tables"], "l1_after_restart": restart_part["l1_after_restart"], "store_after": restart_part["store"], "rounds": share_part["rounds"] + restart_part["rounds"]}  # fmt: skip
+    return {
+        "scenario": "two nodes, one store",
+        "passed": passed,
+        "detail": detail,
+        "checks": results,
+        "topology": topology,
+        "steps": steps,
+        "coordinator": {**share_part["coordinator"], **restart_part["coordinator"]},
+        "coordinator_tables": restart_part["coordinator_tables"],
+        "l1_after_restart": restart_part["l1_after_restart"],
+        "store_after": restart_part["store"],
+        "rounds": share_part["rounds"] + restart_part["rounds"],
+    }
 
 
 def seed() -> str:

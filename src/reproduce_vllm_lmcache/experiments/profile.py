@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # py-spy --subprocesses puts "process PID:"cmdline"" first and "thread (0x..)" frames into stacks.
-META = re.compile(r'^(process \d+:|thread \(0x[0-9a-fA-F]+\))')
+META = re.compile(r"^(process \d+:|thread \(0x[0-9a-fA-F]+\))")
 
 
 @dataclass(frozen=True)

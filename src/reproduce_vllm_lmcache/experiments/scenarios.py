@@ -60,12 +60,14 @@ def multi_turn_chat(session: Session, seed: str, timeout: float) -> dict[str, An
             messages += [{"role": "assistant", "content": rounds[-1].output_text}, {"role": "user", "content": follow_up}]
         rounds.append(session.chat_round(f"turn{turn}", "chat", list(messages), timeout))
     chunk = session.settings.chunk_size
-    checks = [
-        later.vllm_external_hit_tokens >= full_chunks(earlier.prompt_tokens, chunk) > 0
-        for earlier, later in zip(rounds, rounds[1:])
-    ]
+    checks = [later.vllm_external_hit_tokens >= full_chunks(earlier.prompt_tokens, chunk) > 0 for earlier, later in zip(rounds, rounds[1:])]
     detail = ", ".join(f"turn {i + 1}: {r.prompt_tokens} prompt tokens, {r.vllm_external_hit_tokens} hit" for i, r in enumerate(rounds))
-    return verdict("multi-turn chat", all(checks) and rounds[0].lmcache_l1_write_chunks > 0, detail + " (each turn hits >= the whole chunks of the previous prompt)", rounds)
+    return verdict(
+        "multi-turn chat",
+        all(checks) and rounds[0].lmcache_l1_write_chunks > 0,
+        detail + " (each turn hits >= the whole chunks of the previous prompt)",
+        rounds,
+    )
 
 
 def run_all(session: Session, seed: str, timeout: float) -> list[dict[str, Any]]:

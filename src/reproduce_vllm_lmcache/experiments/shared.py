@@ -28,10 +28,13 @@ def run(first: Session, second: Session, tokens: int, seed: str, timeout: float)
             and warm.output_tokens == cold.output_tokens
         )
         results.append((ok, cold, warm))
-        print(f"  {'ok  ' if ok else 'FAIL'} prefilled on :{a.settings.vllm_port}, "
-              f"{warm.vllm_external_hit_tokens}/{want} tokens hit on :{b.settings.vllm_port}, "
-              f"TTFT {cold.ttft_s:.3f} -> {warm.ttft_s:.3f} s, "
-              f"{'same answer' if warm.output_tokens == cold.output_tokens else 'DIFFERENT answer'}", flush=True)  # fmt: skip
+        print(
+            f"  {'ok  ' if ok else 'FAIL'} prefilled on :{a.settings.vllm_port}, "
+            f"{warm.vllm_external_hit_tokens}/{want} tokens hit on :{b.settings.vllm_port}, "
+            f"TTFT {cold.ttft_s:.3f} -> {warm.ttft_s:.3f} s, "
+            f"{'same answer' if warm.output_tokens == cold.output_tokens else 'DIFFERENT answer'}",
+            flush=True,
+        )
     detail = "; ".join(
         f"{c.name} {c.ttft_s:.3f} s -> {w.name} {w.ttft_s:.3f} s ({w.vllm_external_hit_tokens} hit tokens)" for _, c, w in results
     )

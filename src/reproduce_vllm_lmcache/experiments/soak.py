@@ -62,12 +62,17 @@ def load_requests(bench_dir: Path) -> list[dict[str, Any]]:
         workload = path.parent.parent.name
         with path.open() as f:
             for r in csv.DictReader(f):
-                rows.append({
-                    "workload": workload, "round": path.parent.name, "ok": r["successful"] == "True",
-                    "ttft_s": float(r["ttft"]), "submit": float(r["submit_time"]),
-                    "finish": float(r["finish_time"]) if r["finish_time"] not in ("", "None") else float(r["submit_time"]),
-                    "error": r.get("error") or "",
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "workload": workload,
+                        "round": path.parent.name,
+                        "ok": r["successful"] == "True",
+                        "ttft_s": float(r["ttft"]),
+                        "submit": float(r["submit_time"]),
+                        "finish": float(r["finish_time"]) if r["finish_time"] not in ("", "None") else float(r["submit_time"]),
+                        "error": r.get("error") or "",
+                    }
+                )
     return sorted(rows, key=lambda r: r["submit"])
 
 
@@ -92,22 +97,30 @@ def classify(rows: list[dict[str, Any]], window: Window | None) -> dict[str, Any
     errors: dict[str, int] = {}
     for r in failed:
         errors[r["error"][:80]] = errors.get(r["error"][:80], 0) + 1
-    by_workload = {w: {"done": sum(r["ok"] for r in rows if r["workload"] == w), "failed": sum(not r["ok"] for r in rows if r["workload"] == w)}
-                   for w in sorted({r["workload"] for r in rows})}  # fmt: skip
+    by_workload = {
+        w: {"done": sum(r["ok"] for r in rows if r["workload"] == w), "failed": sum(not r["ok"] for r in rows if r["workload"] == w)}
+        for w in sorted({r["workload"] for r in rows})
+    }
     return {
-        "requests": len(rows), "done": len(rows) - len(failed), "failed": len(failed),
-        "failed_in_restart_window": len(inside), "failed_outside_restart_window": len(outside),
-        "errors": errors, "by_workload": by_workload,
+        "requests": len(rows),
+        "done": len(rows) - len(failed),
+        "failed": len(failed),
+        "failed_in_restart_window": len(inside),
+        "failed_outside_restart_window": len(outside),
+        "errors": errors,
+        "by_workload": by_workload,
         "first_failures_outside": [{k: r[k] for k in ("workload", "round", "submit", "error")} for r in outside[:5]],
-    }  # fmt: skip
+    }
 
 
 def ttft_percentiles(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     ok = sorted(r["ttft_s"] for r in rows if r["ok"] and r["ttft_s"] >= 0)
     if not ok:
         return {"p50": None, "p90": None, "p99": None}
+
     def pct(q: float) -> float:
         return round(ok[min(len(ok) - 1, int(q * len(ok)))], 3)
+
     return {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99)}
 
 
@@ -119,7 +132,7 @@ def load_samples(path: Path) -> list[dict[str, Any]]:
 
 
 def rss_series(samples: list[dict[str, Any]], field: str = "rss_bytes") -> dict[str, list[tuple[float, int]]]:
-    """"role name pid" -> [(t, bytes)] for every process seen: its RSS, or one part of it
+    """ "role name pid" -> [(t, bytes)] for every process seen: its RSS, or one part of it
     (anon_bytes: private memory, what a leak grows; shmem_bytes: touched /dev/shm pages)."""
     series: dict[str, list[tuple[float, int]]] = {}
     for s in samples:
@@ -161,22 +174,31 @@ def memory_verdicts(samples: list[dict[str, Any]], bounds: Bounds) -> dict[str, 
     shm_ok = shm_g is not None and shm_g["growth"] / 1e6 <= bounds.shm_growth_mb
     return {
         "rss": {
-            "passed": rss_ok, "bound_mb": bounds.rss_growth_mb, "processes_judged": len(processes),
-            "worst_process": worst[0], "worst_growth_mb": worst[1]["growth"] if worst[1] else None,
+            "passed": rss_ok,
+            "bound_mb": bounds.rss_growth_mb,
+            "processes_judged": len(processes),
+            "worst_process": worst[0],
+            "worst_growth_mb": worst[1]["growth"] if worst[1] else None,
             "worst_rss_growth_mb": worst[1]["rss_growth"] if worst[1] else None,
             "worst_shmem_growth_mb": worst[1]["shmem_growth"] if worst[1] else None,
             "detail": f"{len(processes)} processes; largest private-memory (RssAnon) growth after warm-up "
-                      f"{worst[1]['growth'] if worst[1] else 'n/a'} MB ({worst[0]}; its RSS "
-                      f"{worst[1]['rss_growth'] if worst[1] else 'n/a'} MB), bound {bounds.rss_growth_mb:g} MB",
+            f"{worst[1]['growth'] if worst[1] else 'n/a'} MB ({worst[0]}; its RSS "
+            f"{worst[1]['rss_growth'] if worst[1] else 'n/a'} MB), bound {bounds.rss_growth_mb:g} MB",
         },
         "shm": {
-            "passed": shm_ok, "bound_mb": bounds.shm_growth_mb,
-            "growth_mb": round(shm_g["growth"] / 1e6, 1) if shm_g else None, "max_mb": round(shm_g["max"] / 1e6, 1) if shm_g else None,
-            "detail": (f"/dev/shm mapped by the servers: {shm_g['after_warmup'] / 1e6:.1f} MB after warm-up, {shm_g['at_end'] / 1e6:.1f} MB "
-                       f"at the end, bound +{bounds.shm_growth_mb:g} MB") if shm_g else "too few samples after warm-up",
+            "passed": shm_ok,
+            "bound_mb": bounds.shm_growth_mb,
+            "growth_mb": round(shm_g["growth"] / 1e6, 1) if shm_g else None,
+            "max_mb": round(shm_g["max"] / 1e6, 1) if shm_g else None,
+            "detail": (
+                f"/dev/shm mapped by the servers: {shm_g['after_warmup'] / 1e6:.1f} MB after warm-up, {shm_g['at_end'] / 1e6:.1f} MB "
+                f"at the end, bound +{bounds.shm_growth_mb:g} MB"
+            )
+            if shm_g
+            else "too few samples after warm-up",
         },
         "processes": processes,
-    }  # fmt: skip
+    }
 
 
 # --- hit rate and eviction (the Prometheus series) -------------------------------------------
@@ -203,8 +225,9 @@ def hit_rate(hits: list[tuple[float, float]], queries: list[tuple[float, float]]
     return round((h1 - h0) / (q1 - q0), 4)  # type: ignore[operator]
 
 
-def hit_verdict(series: dict[str, Any], started: float, ended: float, window: Window | None, bounds: Bounds,
-                mixed: float | None = None) -> dict[str, Any]:
+def hit_verdict(
+    series: dict[str, Any], started: float, ended: float, window: Window | None, bounds: Bounds, mixed: float | None = None
+) -> dict[str, Any]:
     """The hit rate after the restart against before it, both over the mixed load (``mixed``: when
     it ended, see mixed_until; default the load's end)."""
     hits, queries = values(series, "vllm_external_hit_tokens"), values(series, "vllm_external_query_tokens")
@@ -216,11 +239,15 @@ def hit_verdict(series: dict[str, Any], started: float, ended: float, window: Wi
     ok = before is not None and after is not None and after >= bounds.hit_recovery * before
     alone = f" ({ended - mixed:.0f} s before the load's end: one workload ran alone after)" if ended - mixed >= 1 else ""
     return {
-        "passed": ok, "before_restart": before, "after_restart": after, "required_ratio": bounds.hit_recovery,
-        "whole_run": hit_rate(hits, queries, started, ended), "mixed_load_until": mixed,
+        "passed": ok,
+        "before_restart": before,
+        "after_restart": after,
+        "required_ratio": bounds.hit_recovery,
+        "whole_run": hit_rate(hits, queries, started, ended),
+        "mixed_load_until": mixed,
         "detail": f"vLLM external hit rate {before} from warm-up to the kill, {after} from {bounds.recovery_s:g} s after the "
-                  f"restart to the end of the mixed load{alone}; needs >= {bounds.hit_recovery:g} x before",
-    }  # fmt: skip
+        f"restart to the end of the mixed load{alone}; needs >= {bounds.hit_recovery:g} x before",
+    }
 
 
 def eviction_verdict(series: dict[str, Any], started: float, bounds: Bounds) -> dict[str, Any]:
@@ -228,10 +255,12 @@ def eviction_verdict(series: dict[str, Any], started: float, bounds: Bounds) -> 
     busy = sum(1 for _, v in points if v > 0)
     share = busy / len(points) if points else 0.0
     return {
-        "passed": share >= bounds.eviction_share, "share_of_samples_evicting": round(share, 3), "samples": len(points),
+        "passed": share >= bounds.eviction_share,
+        "share_of_samples_evicting": round(share, 3),
+        "samples": len(points),
         "detail": f"L1 evicted chunks in {busy} of {len(points)} Prometheus samples after warm-up ({share:.0%}); "
-                  f"needs >= {bounds.eviction_share:.0%}",
-    }  # fmt: skip
+        f"needs >= {bounds.eviction_share:.0%}",
+    }
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -254,17 +283,27 @@ def answer_verdict(soak: list[dict[str, Any]], baseline: list[dict[str, Any]], t
     for a in soak:
         b = base.get(a["prompt"])
         div = judging.divergence(b, a) if b else {"index": None}
-        rows.append({
-            "prompt": a["prompt"], "prompt_tokens": a["prompt_tokens"], "hit_tokens": a["vllm_external_hit_tokens"],
-            "identical": b is not None and div is None, "tie": judging.is_tie(div, tolerance), "divergence": div,
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt": a["prompt"],
+                "prompt_tokens": a["prompt_tokens"],
+                "hit_tokens": a["vllm_external_hit_tokens"],
+                "identical": b is not None and div is None,
+                "tie": judging.is_tie(div, tolerance),
+                "divergence": div,
+            }
+        )
     same = sum(1 for r in rows if r["identical"] or r["tie"])
     hit = sum(1 for r in rows if r["hit_tokens"] > 0)
     ok = bool(rows) and same == len(rows) and hit == len(rows)
     return {
-        "passed": ok, "prompts": len(rows), "token_identical": sum(r["identical"] for r in rows), "hits": hit, "rows": rows,
+        "passed": ok,
+        "prompts": len(rows),
+        "token_identical": sum(r["identical"] for r in rows),
+        "hits": hit,
+        "rows": rows,
         "detail": f"{same}/{len(rows)} answers of the soak's vLLM (each a hit: {hit}/{len(rows)}) token-identical to plain vLLM",
-    }  # fmt: skip
+    }
 
 
 # --- the cache simulator ---------------------------------------------------------------------
@@ -326,39 +365,52 @@ def summarize(run_dir: Path, bounds: Bounds, l1_gib: float) -> dict[str, Any]:
         "l1_size_gib": l1_gib,
         "simulated_at_l1_size": simulated_at(curve, l1_gib),
         "simulated_at_watermark": simulated_at(curve, 0.8 * l1_gib),
-    }  # fmt: skip
+    }
     failures_ok = requests["failed_outside_restart_window"] == 0 and requests["done"] > 0 and window is not None
     verdicts = {
         "no failures outside the restart window": {
-            "passed": failures_ok, "failed_inside": requests["failed_in_restart_window"], "failed_outside": requests["failed_outside_restart_window"],
+            "passed": failures_ok,
+            "failed_inside": requests["failed_in_restart_window"],
+            "failed_outside": requests["failed_outside_restart_window"],
             "detail": f"{requests['done']} requests done; failed {requests['failed_in_restart_window']} inside the restart window, "
-                      f"{requests['failed_outside_restart_window']} outside",
+            f"{requests['failed_outside_restart_window']} outside",
         },
         "private memory (RSS) growth after warm-up": memory["rss"],
         "/dev/shm growth after warm-up": memory["shm"],
         "hit rate back after the restart": hit,
         "eviction ran all the time": eviction_verdict(series, started, bounds),
         "answers token-identical to a no-cache baseline": answer_verdict(soak_answers, base_answers, bounds.tie_tolerance),
-    }  # fmt: skip
+    }
     return {
         "scenario": "soak",
         "passed": all(v["passed"] for v in verdicts.values()),
         "duration_s": round(ended - started, 1),
-        "restart": {"killed_at": window.killed_at, "ready_at": window.ready_at, "window_end": window.end,
-                    "down_s": round(window.ready_at - window.killed_at, 1)} if window else None,  # fmt: skip
+        "restart": {
+            "killed_at": window.killed_at,
+            "ready_at": window.ready_at,
+            "window_end": window.end,
+            "down_s": round(window.ready_at - window.killed_at, 1),
+        }
+        if window
+        else None,
         "verdicts": {k: {kk: vv for kk, vv in v.items() if kk != "rows"} for k, v in verdicts.items()},
         "requests": requests,
-        "ttft_s": {"all": ttft_percentiles(rows), **{w: ttft_percentiles([r for r in rows if r["workload"] == w]) for w in requests["by_workload"]}},
+        "ttft_s": {
+            "all": ttft_percentiles(rows),
+            **{w: ttft_percentiles([r for r in rows if r["workload"] == w]) for w in requests["by_workload"]},
+        },
         "processes": memory["processes"],
         "answers": verdicts["answers token-identical to a no-cache baseline"].get("rows", []),
         "simulator": simulator,
         "times": meta,
-    }  # fmt: skip
+    }
 
 
 def lines(summary: dict[str, Any]) -> list[str]:
     out = [f"{'PASS' if v['passed'] else 'FAIL'} {name}: {v['detail']}" for name, v in summary["verdicts"].items()]
     sim = summary["simulator"]
-    out.append(f"cache simulator (LRU) at the L1 size {sim['l1_size_gib']} GiB: {sim['simulated_at_l1_size']}, at 0.8 x: "
-               f"{sim['simulated_at_watermark']}; observed (vLLM external, whole run) {sim['observed_vllm_hit_rate']}")  # fmt: skip
+    out.append(
+        f"cache simulator (LRU) at the L1 size {sim['l1_size_gib']} GiB: {sim['simulated_at_l1_size']}, at 0.8 x: "
+        f"{sim['simulated_at_watermark']}; observed (vLLM external, whole run) {sim['observed_vllm_hit_rate']}"
+    )
     return out

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reproduce_vllm_lmcache.experiments import client
 from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache.experiments import client
 
 # "(APIServer pid=12) INFO 11-30 12:31:48 [api_utils.py:347] ..."
 _LINE = re.compile(r"^\((?P<proc>[A-Za-z_-]+)(?:-\d+)? pid=(?P<pid>\d+)\) \w+ (?P<stamp>\d\d-\d\d \d\d:\d\d:\d\d) ")
@@ -46,10 +46,12 @@ def log_milestones(text: str, year: int) -> dict[str, float]:
 
 def phases(started: float, milestones: dict[str, float], ready: float, warmed: float) -> dict[str, float]:
     """Seconds per phase of one start, from the script's clock and the log's milestones."""
-    order = [("launch_to_first_log (imports, argument parsing)", "api_server_first_line"),
-             ("config_to_engine_process", "engine_core_first_line"),
-             ("engine_init (model, KV cache, connector)", "kv_cache_ready"),
-             ("api_server_routes", "http_listening")]  # fmt: skip
+    order = [
+        ("launch_to_first_log (imports, argument parsing)", "api_server_first_line"),
+        ("config_to_engine_process", "engine_core_first_line"),
+        ("engine_init (model, KV cache, connector)", "kv_cache_ready"),
+        ("api_server_routes", "http_listening"),
+    ]
     out: dict[str, float] = {}
     last = started
     for label, key in order:
@@ -75,8 +77,7 @@ def first_requests(tokens: int, seed: str) -> dict[str, float]:
             ttfts.append(float(r["ttft"]))  # type: ignore[arg-type]
     finally:
         session.close()
-    return {"first_ttft_s": round(ttfts[0], 3), "second_ttft_s": round(ttfts[1], 3),
-            "first_request_extra_s": round(ttfts[0] - ttfts[1], 3)}  # fmt: skip
+    return {"first_ttft_s": round(ttfts[0], 3), "second_ttft_s": round(ttfts[1], 3), "first_request_extra_s": round(ttfts[0] - ttfts[1], 3)}
 
 
 def record(run_dir: Path, configuration: str, log: Path, started: float, ready: float, warmed: float, tokens: int) -> dict[str, Any]:
@@ -100,8 +101,10 @@ def record(run_dir: Path, configuration: str, log: Path, started: float, ready: 
     }
     with (run_dir / "starts.jsonl").open("a") as out:
         out.write(json.dumps(row) + "\n")
-    print(f"startup {configuration}: ready for measured requests after {row['script_to_ready_s']} s; "
-          f"first request TTFT {row['first_ttft_s']} s, second {row['second_ttft_s']} s")  # fmt: skip
+    print(
+        f"startup {configuration}: ready for measured requests after {row['script_to_ready_s']} s; "
+        f"first request TTFT {row['first_ttft_s']} s, second {row['second_ttft_s']} s"
+    )
     return row
 
 
@@ -110,17 +113,24 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name in dict.fromkeys(r["configuration"] for r in rows):
         mine = [r for r in rows if r["configuration"] == name]
-        med = lambda key: round(statistics.median(r[key] for r in mine), 2)  # noqa: E731
+        med = lambda key, mine=mine: round(statistics.median(r[key] for r in mine), 2)  # noqa: E731
         labels = list(mine[0]["phases_s"])
-        out.append({
-            "configuration": name, "layout": mine[0]["layout"], "warmup": mine[0]["warmup"], "starts": len(mine),
-            "preload": all(r.get("preload", False) for r in mine),
-            "vllm_processes": mine[0]["vllm_processes"],
-            "script_to_ready_s": med("script_to_ready_s"), "ready_samples_s": [r["script_to_ready_s"] for r in mine],
-            "first_ttft_s": med("first_ttft_s"), "second_ttft_s": med("second_ttft_s"),
-            "first_request_extra_s": med("first_request_extra_s"),
-            "phases_s": {k: round(statistics.median(r["phases_s"].get(k, 0.0) for r in mine), 1) for k in labels},
-        })  # fmt: skip
+        out.append(
+            {
+                "configuration": name,
+                "layout": mine[0]["layout"],
+                "warmup": mine[0]["warmup"],
+                "starts": len(mine),
+                "preload": all(r.get("preload", False) for r in mine),
+                "vllm_processes": mine[0]["vllm_processes"],
+                "script_to_ready_s": med("script_to_ready_s"),
+                "ready_samples_s": [r["script_to_ready_s"] for r in mine],
+                "first_ttft_s": med("first_ttft_s"),
+                "second_ttft_s": med("second_ttft_s"),
+                "first_request_extra_s": med("first_request_extra_s"),
+                "phases_s": {k: round(statistics.median(r["phases_s"].get(k, 0.0) for r in mine), 1) for k in labels},
+            }
+        )
     return out
 
 
@@ -133,8 +143,11 @@ def table(summary: list[dict[str, Any]]) -> str:
             f"{s['script_to_ready_s']} | {', '.join(str(x) for x in s['ready_samples_s'])} | "
             f"{s['first_ttft_s']} / {s['second_ttft_s']} | {s['first_request_extra_s']} |"
         )
-    lines += ["", "Phases (median seconds): " + "; ".join(
-        f"**{s['configuration']}**: " + ", ".join(f"{k} {v}" for k, v in s["phases_s"].items()) for s in summary)]  # fmt: skip
+    lines += [
+        "",
+        "Phases (median seconds): "
+        + "; ".join(f"**{s['configuration']}**: " + ", ".join(f"{k} {v}" for k, v in s["phases_s"].items()) for s in summary),
+    ]
     return "\n".join(lines)
 
 

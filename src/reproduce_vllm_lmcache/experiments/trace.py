@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LMCACHE_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] LMCache (\w+):\s*(.*)$")
 VLLM_LINE = re.compile(
@@ -52,15 +51,20 @@ LMCACHE_MESSAGES = (
     (r"Stored (?P<tokens>\d+) tokens in (?P<seconds>[\d.]+) seconds", "LMCache storage", "stored", "took"),
     (r"Retrieved (?P<tokens>\d+) tokens in (?P<seconds>[\d.]+) seconds", "LMCache storage", "retrieved", "took"),
     (r"L1 write finished: (?P<chunks>\d+) keys", "LMCache storage", "L1 write finished", "instant"),
-    (r"vLLM block allocation: req_id=(?P<session>\S+) new_blocks=(?P<blocks>\d+) new_tokens=(?P<tokens>\d+)", "LMCache server", "block allocation report", "instant"),
-)  # fmt: skip
+    (
+        r"vLLM block allocation: req_id=(?P<session>\S+) new_blocks=(?P<blocks>\d+) new_tokens=(?P<tokens>\d+)",
+        "LMCache server",
+        "block allocation report",
+        "instant",
+    ),
+)
 VLLM_MESSAGES = (
     (r"Added request (?P<session>\S+?)\.?$", "vLLM scheduler", "request added", "instant"),
     (r"vLLM hit is: (?P<apc_tokens>\d+), Need to load is (?P<tokens>\d+)", "connector (in vLLM)", "lookup result", "instant"),
     (r"(?P<session>\S+) is still in WAITING_FOR_REMOTE_KVS state", "vLLM scheduler", "waiting for remote KV", "instant"),
     (r"Finished recving KV transfer for request (?P<session>\S+)", "connector (in vLLM)", "load finished", "instant"),
     (r"Finished sending KV transfer for request (?P<session>\S+)", "connector (in vLLM)", "store finished", "instant"),
-)  # fmt: skip
+)
 ENGINE_DRIVEN_NAMES = {"stored": "PREPARE_STORE .. COMMIT_STORE", "retrieved": "PREPARE_RETRIEVE .. COMMIT_RETRIEVE"}
 
 
@@ -68,7 +72,9 @@ def _numbers(match: re.Match[str]) -> dict[str, Any]:
     return {k: (int(v) if v.isdigit() else v) for k, v in match.groupdict().items() if v is not None and k != "seconds"}
 
 
-def from_messages(lines: Iterable[tuple[float, str]], table: tuple[tuple[str, str, str, str], ...], source: str, transfer_mode: str) -> list[Event]:
+def from_messages(
+    lines: Iterable[tuple[float, str]], table: tuple[tuple[str, str, str, str], ...], source: str, transfer_mode: str
+) -> list[Event]:
     compiled = [(re.compile(p), lane, name, kind) for p, lane, name, kind in table]
     events: list[Event] = []
     open_spans: dict[tuple[str, str], Event] = {}
@@ -101,7 +107,9 @@ def collapse(events: list[Event]) -> list[Event]:
     out: list[Event] = []
     for event in sorted(events, key=lambda e: e.start):
         last = next((e for e in reversed(out) if e.lane == event.lane), None)
-        repeated = last is not None and last.name == event.name and event.end is None and last.detail.get("session") == event.detail.get("session")
+        repeated = (
+            last is not None and last.name == event.name and event.end is None and last.detail.get("session") == event.detail.get("session")
+        )
         if repeated and (last.end is None or "times" in last.detail):
             last.end = event.start
             last.detail["times"] = int(last.detail.get("times", 1)) + 1
@@ -167,8 +175,15 @@ def client_and_metrics(round_: dict[str, Any], anchor: float | None) -> list[Eve
     sent = float(round_["sent_at"])
     events = [
         Event("client", "waiting for the first token", sent, sent + round_["ttft_s"], "client", {"prompt_tokens": round_["prompt_tokens"]}),
-        Event("client", "streaming the answer", sent + round_["ttft_s"], sent + round_["total_s"], "client", {"tokens": round_["completion_tokens"]}),
-    ]  # fmt: skip
+        Event(
+            "client",
+            "streaming the answer",
+            sent + round_["ttft_s"],
+            sent + round_["total_s"],
+            "client",
+            {"tokens": round_["completion_tokens"]},
+        ),
+    ]
     if anchor is None:
         return events
     queue, prefill, decode = round_["vllm_queue_s"], round_["vllm_prefill_s"], round_.get("vllm_decode_s", 0.0)
@@ -180,7 +195,16 @@ def client_and_metrics(round_: dict[str, Any], anchor: float | None) -> list[Eve
         start += seconds
     if round_.get("vllm_lookup_s"):
         lookup = round_["vllm_lookup_s"]
-        events.append(Event("connector (in vLLM)", "LMCache lookup (connector's clock)", anchor, anchor + lookup, "vllm metrics", {"seconds": round(lookup, 4)}))  # fmt: skip
+        events.append(
+            Event(
+                "connector (in vLLM)",
+                "LMCache lookup (connector's clock)",
+                anchor,
+                anchor + lookup,
+                "vllm metrics",
+                {"seconds": round(lookup, 4)},
+            )
+        )
     return events
 
 
@@ -214,8 +238,15 @@ def windows_of(rounds: list[dict[str, Any]], tail: float = 3.0) -> list[tuple[st
     return out
 
 
-def collect(rounds: list[dict[str, Any]], vllm_log: Path, lmcache_log: Path, storage: Path | None,
-            transfer_mode: str, kv_bytes_per_token: int, chunk_size: int) -> list[Event]:  # fmt: skip
+def collect(
+    rounds: list[dict[str, Any]],
+    vllm_log: Path,
+    lmcache_log: Path,
+    storage: Path | None,
+    transfer_mode: str,
+    kv_bytes_per_token: int,
+    chunk_size: int,
+) -> list[Event]:
     """Every recorded event of these requests, from every source that exists."""
     year = time.localtime(rounds[0]["sent_at"]).tm_year
     server: list[Event] = []

@@ -84,7 +84,9 @@ class Knobs:
         raw_ldqa = config.get("REPRO_WORKLOAD_LDQA_RATIOS", env)
         ldqa = tuple(_numbers("REPRO_WORKLOAD_LDQA_RATIOS", env)) if raw_ldqa.strip() else ()
         if set(ldqa) - set(ratios):
-            raise KnobError(f"REPRO_WORKLOAD_LDQA_RATIOS={raw_ldqa!r}: each must be one of REPRO_WORKLOAD_RATIOS ({', '.join(f'{r:g}' for r in ratios)})")
+            raise KnobError(
+                f"REPRO_WORKLOAD_LDQA_RATIOS={raw_ldqa!r}: each must be one of REPRO_WORKLOAD_RATIOS ({', '.join(f'{r:g}' for r in ratios)})"
+            )
         return cls(
             capacity_tokens=_positive("REPRO_WORKLOAD_CAPACITY_TOKENS", env),
             max_model_len=_positive("REPRO_WORKLOAD_MAX_MODEL_LEN", env),
@@ -133,33 +135,47 @@ class Knobs:
         """Refuse, naming the knob and the numbers, what vLLM or LMCache would refuse or silently
         undo: a capacity below one request, a working set the L1 cannot hold. Returns the plan."""
         if self.capacity_tokens % settings.block_size:
-            raise KnobError(f"REPRO_WORKLOAD_CAPACITY_TOKENS={self.capacity_tokens} is not a multiple of "
-                            f"REPRO_BLOCK_SIZE={settings.block_size} (vLLM's capacity is whole blocks)")  # fmt: skip
+            raise KnobError(
+                f"REPRO_WORKLOAD_CAPACITY_TOKENS={self.capacity_tokens} is not a multiple of "
+                f"REPRO_BLOCK_SIZE={settings.block_size} (vLLM's capacity is whole blocks)"
+            )
         if self.capacity_tokens < self.max_model_len:
-            raise KnobError(f"REPRO_WORKLOAD_CAPACITY_TOKENS={self.capacity_tokens} is below one request's length "
-                            f"REPRO_WORKLOAD_MAX_MODEL_LEN={self.max_model_len}: vLLM refuses to start; raise the capacity or lower the length")  # fmt: skip
+            raise KnobError(
+                f"REPRO_WORKLOAD_CAPACITY_TOKENS={self.capacity_tokens} is below one request's length "
+                f"REPRO_WORKLOAD_MAX_MODEL_LEN={self.max_model_len}: vLLM refuses to start; raise the capacity or lower the length"
+            )
         if self.request_tokens() > self.max_model_len:
-            raise KnobError(f"a request is REPRO_WORKLOAD_PREFIX_TOKENS={self.prefix_tokens} + REPRO_WORKLOAD_SUFFIX_TOKENS={self.suffix_tokens} "
-                            f"+ REPRO_WORKLOAD_OUTPUT_TOKENS={self.output_tokens} = {self.request_tokens()} tokens, "
-                            f"over REPRO_WORKLOAD_MAX_MODEL_LEN={self.max_model_len}")  # fmt: skip
+            raise KnobError(
+                f"a request is REPRO_WORKLOAD_PREFIX_TOKENS={self.prefix_tokens} + REPRO_WORKLOAD_SUFFIX_TOKENS={self.suffix_tokens} "
+                f"+ REPRO_WORKLOAD_OUTPUT_TOKENS={self.output_tokens} = {self.request_tokens()} tokens, "
+                f"over REPRO_WORKLOAD_MAX_MODEL_LEN={self.max_model_len}"
+            )
         if self.suffix_tokens >= settings.chunk_size or self.prefix_tokens % settings.chunk_size:
-            raise KnobError(f"REPRO_WORKLOAD_PREFIX_TOKENS={self.prefix_tokens} must be whole LMCache chunks and "
-                            f"REPRO_WORKLOAD_SUFFIX_TOKENS={self.suffix_tokens} below one chunk (REPRO_CHUNK_SIZE={settings.chunk_size}): "
-                            "then what repeats is exactly the prefix, for both caches")  # fmt: skip
+            raise KnobError(
+                f"REPRO_WORKLOAD_PREFIX_TOKENS={self.prefix_tokens} must be whole LMCache chunks and "
+                f"REPRO_WORKLOAD_SUFFIX_TOKENS={self.suffix_tokens} below one chunk (REPRO_CHUNK_SIZE={settings.chunk_size}): "
+                "then what repeats is exactly the prefix, for both caches"
+            )
         needs_l1 = any(CONFIGURATIONS[n][0] for n in self.configurations)
         largest = self.documents(max(self.ratios)) * self.prefix_tokens
         l1_bytes = settings.l1_size_gb * 2**30
         if needs_l1 and largest * kv_bytes_per_token > 0.9 * l1_bytes:
             need = largest * kv_bytes_per_token / 0.9 / 2**30
-            raise KnobError(f"the largest working set ({max(self.ratios):g} x {self.capacity_tokens} = {largest} tokens, "
-                            f"{largest * kv_bytes_per_token / 2**30:.2f} GiB of KV) does not fit 90 % of LMCache's L1 "
-                            f"(REPRO_L1_SIZE_GB={settings.l1_size_gb:g}): set REPRO_L1_SIZE_GB={math.ceil(need * 10) / 10:g} or more, or smaller ratios")  # fmt: skip
-        lines = [f"workload: vLLM KV capacity {self.capacity_tokens} tokens ({self.blocks(settings.block_size)} blocks of "
-                 f"{settings.block_size}, one of them vLLM's null block), KV {kv_bytes_per_token} bytes/token ({settings.dtype}), LMCache L1 {settings.l1_size_gb:g} GiB"]  # fmt: skip
+            raise KnobError(
+                f"the largest working set ({max(self.ratios):g} x {self.capacity_tokens} = {largest} tokens, "
+                f"{largest * kv_bytes_per_token / 2**30:.2f} GiB of KV) does not fit 90 % of LMCache's L1 "
+                f"(REPRO_L1_SIZE_GB={settings.l1_size_gb:g}): set REPRO_L1_SIZE_GB={math.ceil(need * 10) / 10:g} or more, or smaller ratios"
+            )
+        lines = [
+            f"workload: vLLM KV capacity {self.capacity_tokens} tokens ({self.blocks(settings.block_size)} blocks of "
+            f"{settings.block_size}, one of them vLLM's null block), KV {kv_bytes_per_token} bytes/token ({settings.dtype}), LMCache L1 {settings.l1_size_gb:g} GiB"
+        ]
         for ratio in self.ratios:
             docs = self.documents(ratio)
-            lines.append(f"  working set {ratio:g}x: {docs} documents x {self.prefix_tokens} tokens = {docs * self.prefix_tokens} tokens, "
-                         f"{docs * self.repeats} requests per pass" + (" + long-doc-qa" if ratio in self.ldqa_ratios else ""))  # fmt: skip
+            lines.append(
+                f"  working set {ratio:g}x: {docs} documents x {self.prefix_tokens} tokens = {docs * self.prefix_tokens} tokens, "
+                f"{docs * self.repeats} requests per pass" + (" + long-doc-qa" if ratio in self.ldqa_ratios else "")
+            )
         lines.append(f"  configurations {', '.join(self.configurations)} at concurrency {', '.join(map(str, self.concurrency))}")
         return lines
 
@@ -174,30 +190,82 @@ def bench_serve_argv(knobs: Knobs, settings: Settings, ratio: float, index: int,
     """``vllm bench serve`` arguments for one pass of one point: greedy, fixed output length."""
     docs = knobs.documents(ratio)
     return [
-        "--backend", "openai", "--base-url", settings.vllm_url, "--model", settings.model,
-        "--dataset-name", "prefix_repetition",
-        "--prefix-repetition-prefix-len", str(knobs.prefix_tokens), "--prefix-repetition-suffix-len", str(knobs.suffix_tokens),
-        "--prefix-repetition-num-prefixes", str(docs), "--prefix-repetition-output-len", str(knobs.output_tokens),
-        "--num-prompts", str(docs * knobs.repeats), "--max-concurrency", str(concurrency), "--request-rate", "inf",
+        "--backend",
+        "openai",
+        "--base-url",
+        settings.vllm_url,
+        "--model",
+        settings.model,
+        "--dataset-name",
+        "prefix_repetition",
+        "--prefix-repetition-prefix-len",
+        str(knobs.prefix_tokens),
+        "--prefix-repetition-suffix-len",
+        str(knobs.suffix_tokens),
+        "--prefix-repetition-num-prefixes",
+        str(docs),
+        "--prefix-repetition-output-len",
+        str(knobs.output_tokens),
+        "--num-prompts",
+        str(docs * knobs.repeats),
+        "--max-concurrency",
+        str(concurrency),
+        "--request-rate",
+        "inf",
         # The same seed in both passes and in every configuration: the same requests in the same order.
-        "--seed", str(knobs.seed * 1000 + index), "--temperature", "0", "--ignore-eos",
-        "--percentile-metrics", "ttft,e2el", "--metric-percentiles", "50,90,99", "--disable-tqdm",
-        "--save-result", "--save-detailed", "--result-dir", str(out), "--result-filename", f"{name}.json",
-        "--request-id-prefix", f"{out.name}-{name}-",
-    ]  # fmt: skip
+        "--seed",
+        str(knobs.seed * 1000 + index),
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--percentile-metrics",
+        "ttft,e2el",
+        "--metric-percentiles",
+        "50,90,99",
+        "--disable-tqdm",
+        "--save-result",
+        "--save-detailed",
+        "--result-dir",
+        str(out),
+        "--result-filename",
+        f"{name}.json",
+        "--request-id-prefix",
+        f"{out.name}-{name}-",
+    ]
 
 
 def ldqa_argv(knobs: Knobs, settings: Settings, ratio: float, concurrency: int, out: Path) -> list[str]:
     docs = knobs.documents(ratio)
     return [
         str(venv_bin("lmcache")),
-        "bench", "engine", "--no-interactive", "-q", "--json", "--no-csv", "--engine-url", settings.vllm_url,
-        "--workload", "long-doc-qa", "--output-dir", str(out), "--seed", str(knobs.seed),
+        "bench",
+        "engine",
+        "--no-interactive",
+        "-q",
+        "--json",
+        "--no-csv",
+        "--engine-url",
+        settings.vllm_url,
+        "--workload",
+        "long-doc-qa",
+        "--output-dir",
+        str(out),
+        "--seed",
+        str(knobs.seed),
         # documents = volume x tokens-per-GB / document length, set exactly so.
-        "--kv-cache-volume", str(docs), "--tokens-per-gb-kvcache", str(knobs.prefix_tokens),
-        "--ldqa-document-length", str(knobs.prefix_tokens), "--ldqa-query-per-document", str(knobs.repeats),
-        "--ldqa-num-inflight-requests", str(concurrency), "--ldqa-max-output-length", str(knobs.output_tokens),
-    ]  # fmt: skip
+        "--kv-cache-volume",
+        str(docs),
+        "--tokens-per-gb-kvcache",
+        str(knobs.prefix_tokens),
+        "--ldqa-document-length",
+        str(knobs.prefix_tokens),
+        "--ldqa-query-per-document",
+        str(knobs.repeats),
+        "--ldqa-num-inflight-requests",
+        str(concurrency),
+        "--ldqa-max-output-length",
+        str(knobs.output_tokens),
+    ]
 
 
 class _Servers:
@@ -223,7 +291,9 @@ class _Servers:
 
         found = {k: v for k, v in metrics.scrape(self.client, self.settings.vllm_url).items() if k == "vllm:num_preemptions_total"}
         if self.lmcache_url:
-            found.update({k: v for k, v in metrics.scrape(self.client, self.lmcache_url).items() if k == "lmcache_mp_l1_memory_usage_bytes"})
+            found.update(
+                {k: v for k, v in metrics.scrape(self.client, self.lmcache_url).items() if k == "lmcache_mp_l1_memory_usage_bytes"}
+            )
         return found
 
     def clear(self) -> None:
@@ -255,8 +325,15 @@ def run_point(servers: _Servers, knobs: Knobs, name: str, concurrency: int, rati
     settings = servers.settings
     out.mkdir(parents=True, exist_ok=True)
     servers.clear()
-    point: dict[str, Any] = {"configuration": name, "concurrency": concurrency, "ratio": ratio, "documents": knobs.documents(ratio),
-                             "capacity_tokens": knobs.capacity_tokens, "prefix_tokens": knobs.prefix_tokens, "passes": {}}  # fmt: skip
+    point: dict[str, Any] = {
+        "configuration": name,
+        "concurrency": concurrency,
+        "ratio": ratio,
+        "documents": knobs.documents(ratio),
+        "capacity_tokens": knobs.capacity_tokens,
+        "prefix_tokens": knobs.prefix_tokens,
+        "passes": {},
+    }
     for pass_name in PASSES:
         before = servers.counters()
         started = time.monotonic()
@@ -267,13 +344,27 @@ def run_point(servers: _Servers, knobs: Knobs, name: str, concurrency: int, rati
             "counters": _delta(after, before),
             "l1_usage_bytes": after.get("lmcache_mp_l1_memory_usage_bytes"),
             "result": f"{pass_name}.json",
-            **{k: result.get(k) for k in ("completed", "failed", "duration", "total_input_tokens", "total_output_tokens",
-                                          "request_throughput", "output_throughput", "total_token_throughput")},  # fmt: skip
+            **{
+                k: result.get(k)
+                for k in (
+                    "completed",
+                    "failed",
+                    "duration",
+                    "total_input_tokens",
+                    "total_output_tokens",
+                    "request_throughput",
+                    "output_throughput",
+                    "total_token_throughput",
+                )
+            },
         }
         p = point["passes"][pass_name]
-        print(f"  {name} c={concurrency} {ratio:g}x {pass_name}: {p['completed']} requests in {p['duration']:.1f} s, "
-              f"TTFT p50 {result.get('p50_ttft_ms', 0):.0f} ms, hits local {p['counters'].get('vllm:prefix_cache_hits_total', 0):.0f} "
-              f"external {p['counters'].get('vllm:external_prefix_cache_hits_total', 0):.0f} of {p['total_input_tokens']} tokens", flush=True)  # fmt: skip
+        print(
+            f"  {name} c={concurrency} {ratio:g}x {pass_name}: {p['completed']} requests in {p['duration']:.1f} s, "
+            f"TTFT p50 {result.get('p50_ttft_ms', 0):.0f} ms, hits local {p['counters'].get('vllm:prefix_cache_hits_total', 0):.0f} "
+            f"external {p['counters'].get('vllm:external_prefix_cache_hits_total', 0):.0f} of {p['total_input_tokens']} tokens",
+            flush=True,
+        )
     if ratio in knobs.ldqa_ratios:
         servers.clear()
         point["long_doc_qa"] = run_ldqa(servers, knobs, ratio, concurrency, out / "long-doc-qa")
@@ -293,7 +384,9 @@ def run_ldqa(servers: _Servers, knobs: Knobs, ratio: float, concurrency: int, ou
     if status or not summary.is_file():
         raise RuntimeError(f"lmcache bench engine long-doc-qa failed (status {status}); log: {out / 'bench.log'}")
     found = dict(json.loads(summary.read_text())["results"])
-    print(f"  long-doc-qa {ratio:g}x: {found.get('successful_requests')} requests, TTFT p50 {found.get('p50_ttft_ms', 0):.0f} ms", flush=True)
+    print(
+        f"  long-doc-qa {ratio:g}x: {found.get('successful_requests')} requests, TTFT p50 {found.get('p50_ttft_ms', 0):.0f} ms", flush=True
+    )
     return {"results": found, "counters": _delta(after, before)}
 
 
@@ -335,18 +428,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise KnobError(f"the environment does not match configuration {args.configuration}: run through scripts/workload.sh")
     servers = _Servers(settings)
     started = time.monotonic()
-    points = [run_point(servers, knobs, args.configuration, args.concurrency, ratio, i, args.run_dir / "points" / f"{args.configuration}-c{args.concurrency}-x{ratio:g}")
-              for i, ratio in enumerate(knobs.ratios)]  # fmt: skip
-    machine = {"copy_bytes_per_s": floor.copy_bandwidth(), "kv_bytes_per_token": kv_bytes(settings), "chunk_size": settings.chunk_size,
-               "block_size": settings.block_size, "dtype": settings.dtype}  # fmt: skip
-    record = {"configuration": args.configuration, "concurrency": args.concurrency, "knobs": asdict(knobs), "settings": settings.as_dict(),
-              "machine": machine, "vllm_ready_s": args.vllm_ready_s, "wall_s": time.monotonic() - started, "points": len(points)}  # fmt: skip
+    points = [
+        run_point(
+            servers,
+            knobs,
+            args.configuration,
+            args.concurrency,
+            ratio,
+            i,
+            args.run_dir / "points" / f"{args.configuration}-c{args.concurrency}-x{ratio:g}",
+        )
+        for i, ratio in enumerate(knobs.ratios)
+    ]
+    machine = {
+        "copy_bytes_per_s": floor.copy_bandwidth(),
+        "kv_bytes_per_token": kv_bytes(settings),
+        "chunk_size": settings.chunk_size,
+        "block_size": settings.block_size,
+        "dtype": settings.dtype,
+    }
+    record = {
+        "configuration": args.configuration,
+        "concurrency": args.concurrency,
+        "knobs": asdict(knobs),
+        "settings": settings.as_dict(),
+        "machine": machine,
+        "vllm_ready_s": args.vllm_ready_s,
+        "wall_s": time.monotonic() - started,
+        "points": len(points),
+    }
     (args.run_dir / "points" / f"run-{args.configuration}-c{args.concurrency}.json").write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 
 def register(sub: Any) -> None:
-    wl = sub.add_parser("workload", help="the workload sweep's steps (scripts/workload.sh runs them)").add_subparsers(dest="step", required=True)
+    wl = sub.add_parser("workload", help="the workload sweep's steps (scripts/workload.sh runs them)").add_subparsers(
+        dest="step", required=True
+    )
     wl.add_parser("check", help="the REPRO_WORKLOAD_* knobs against the servers' (before anything starts)").set_defaults(func=cmd_check)
     wl.add_parser("plan", help="the sweep's vLLM starts: CONFIGURATION CONCURRENCY per line").set_defaults(func=cmd_plan)
     p = wl.add_parser("env", help="the server knobs of one configuration, shell-quoted")

@@ -13,8 +13,17 @@ from typing import Any
 import jinja2
 
 # The file that says what a run was, in order of preference; the others are shown after it.
-MAIN_FILES = ("run.json", "matrix.json", "bench.json", "trace.json", "engine_bench.json", "startup.json",
-              "shared.json", "server_bench.json", "soak.json")  # fmt: skip
+MAIN_FILES = (
+    "run.json",
+    "matrix.json",
+    "bench.json",
+    "trace.json",
+    "engine_bench.json",
+    "startup.json",
+    "shared.json",
+    "server_bench.json",
+    "soak.json",
+)
 TEXT_SUFFIXES = (".md", ".txt")
 MAX_TEXT_BYTES = 200_000
 MAX_COLUMNS = 14
@@ -128,8 +137,15 @@ def config_tables(config_data: dict[str, Any]) -> list[dict[str, Any]]:
     tables = [pairs_of(settings, "settings and environment")]
     checkouts = config_data.get("checkouts") or {}
     if checkouts:
-        rows = [{"checkout": name, "head": s.get("head", ""), "edited_files": ", ".join(s.get("edited_files", [])) or "none",
-                 "edits_sha256": (s.get("edits_sha256") or "")[:16]} for name, s in checkouts.items()]  # fmt: skip
+        rows = [
+            {
+                "checkout": name,
+                "head": s.get("head", ""),
+                "edited_files": ", ".join(s.get("edited_files", [])) or "none",
+                "edits_sha256": (s.get("edits_sha256") or "")[:16],
+            }
+            for name, s in checkouts.items()
+        ]
         tables.append(table_of(rows, "checkout state (what code produced this run)"))
     if config_data.get("knobs"):
         tables.append(pairs_of(config_data["knobs"], "every knob (defaults.env and environment)"))
@@ -152,16 +168,21 @@ def run_report(run_dir: Path) -> str:
     images = [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in sorted(run_dir.glob("*.png"))]
     if images:
         sections.insert(0, {"id": "plots", "title": "plots", "images": images})
-    texts = [{"name": p.name, "body": p.read_text(errors="replace")} for p in sorted(run_dir.iterdir())
-             if p.suffix in TEXT_SUFFIXES and p.is_file() and p.stat().st_size <= MAX_TEXT_BYTES]  # fmt: skip
+    texts = [
+        {"name": p.name, "body": p.read_text(errors="replace")}
+        for p in sorted(run_dir.iterdir())
+        if p.suffix in TEXT_SUFFIXES and p.is_file() and p.stat().st_size <= MAX_TEXT_BYTES
+    ]
     if texts:
         sections.append({"id": "texts", "title": "text records", "texts": texts})
     if config_data:
         sections.append({"id": "config", "title": "configuration", "tables": config_tables(config_data)})
     others = [p for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != "report.html" and p.suffix not in (".png",)]
     if others:
-        links = [{"href": p.relative_to(run_dir).as_posix(), "name": p.relative_to(run_dir).as_posix(),
-                  "note": f"{p.stat().st_size:,} bytes"} for p in others]  # fmt: skip
+        links = [
+            {"href": p.relative_to(run_dir).as_posix(), "name": p.relative_to(run_dir).as_posix(), "note": f"{p.stat().st_size:,} bytes"}
+            for p in others
+        ]
         sections.append({"id": "files", "title": "files of this run", "links": links})
     subtitle = f"main record: {main.name}" if main else "no JSON record in this folder"
     return PAGE.render(title=f"run {run_dir.name}", subtitle=subtitle, sections=sections)
@@ -202,9 +223,14 @@ def index(runs_dir: Path) -> str:
             if (run_dir / "report.html").exists()
             else {"text": f"(no report yet: repro report {runs_dir.name}/{run_dir.name})", "cls": ""}
         )
-        rows.append([
-            {"text": stamp, "cls": ""}, {"text": kind, "cls": ""}, {"text": summary_of(run_dir), "cls": ""}, report,
-        ])  # fmt: skip
+        rows.append(
+            [
+                {"text": stamp, "cls": ""},
+                {"text": kind, "cls": ""},
+                {"text": summary_of(run_dir), "cls": ""},
+                report,
+            ]
+        )
     table = {"caption": "", "columns": ["recorded (UTC)", "kind", "what it found", "report"], "rows": rows}
     sections = [{"id": "runs", "title": "runs", "tables": [table]}]
     return PAGE.render(title="recorded runs", subtitle=f"{len(rows)} run folders under {runs_dir.name}/", sections=sections)

@@ -129,6 +129,7 @@ def identity(v: dict[str, Any]) -> str:
 
 def verdict_lines(verdict_list: list[dict[str, Any]], lmcache: bool = True) -> list[str]:
     """PASS/FAIL lines; without the connector only the identity verdict applies."""
+
     def mark(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.report import html
-from reproduce_vllm_lmcache.workspace import checkouts, pins
 from reproduce_vllm_lmcache.servers.settings import cpu_flags
+from reproduce_vllm_lmcache.workspace import checkouts, pins
 
 
 def results_dir() -> Path:
@@ -36,9 +36,7 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     try:
-        return subprocess.run(
-            ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return platform.processor() or platform.machine()
 

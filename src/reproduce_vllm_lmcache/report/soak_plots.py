@@ -20,8 +20,14 @@ def _series(series: dict[str, Any], name: str) -> list[tuple[dict[str, str], lis
     return [(s["labels"], s["values"]) for s in series.get(name, {}).get("series", [])]
 
 
-def timeline(rows: list[dict[str, Any]], series: dict[str, Any], samples: list[dict[str, Any]],
-             restart: dict[str, float] | None, origin: float, out: Path) -> Path:  # fmt: skip
+def timeline(
+    rows: list[dict[str, Any]],
+    series: dict[str, Any],
+    samples: list[dict[str, Any]],
+    restart: dict[str, float] | None,
+    origin: float,
+    out: Path,
+) -> Path:
     """Five panels over the run: requests, hit rate, TTFT percentiles, RSS, /dev/shm and L1."""
     fig, axes = plt.subplots(5, 1, figsize=(10, 15), sharex=True)
     req, hit, ttft, rss, mem = axes
@@ -31,7 +37,9 @@ def timeline(rows: list[dict[str, Any]], series: dict[str, Any], samples: list[d
         failed = sorted(r["finish"] for r in mine if not r["ok"])
         req.step([_minutes(t, origin) for t in done], range(1, len(done) + 1), where="post", label=f"{workload}: done")
         if failed:
-            req.step([_minutes(t, origin) for t in failed], range(1, len(failed) + 1), where="post", linestyle="--", label=f"{workload}: failed")
+            req.step(
+                [_minutes(t, origin) for t in failed], range(1, len(failed) + 1), where="post", linestyle="--", label=f"{workload}: failed"
+            )
     req.set_ylabel("requests (cumulative)")
     for name, label in (("vllm_hit_rate", "vLLM external hit rate"), ("lmcache_hit_rate", "LMCache lookup hit rate")):
         for _, values in _series(series, name):
@@ -50,12 +58,21 @@ def timeline(rows: list[dict[str, Any]], series: dict[str, Any], samples: list[d
     for name, points in per_process.items():
         line = rss.plot([_minutes(t, origin) for t, _, _ in points], [v for _, v, _ in points], label=f"{name} RSS")[0]
         if all(a is not None for _, _, a in points):
-            rss.plot([_minutes(t, origin) for t, _, _ in points], [a for _, _, a in points], linestyle="--", color=line.get_color(),
-                     label=f"{name} private (RssAnon)")  # fmt: skip
+            rss.plot(
+                [_minutes(t, origin) for t, _, _ in points],
+                [a for _, _, a in points],
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{name} private (RssAnon)",
+            )
     for labels, values in _series(series, "rss_bytes"):
-        rss.plot([_minutes(t, origin) for t, _ in values], [v / 1e6 for _, v in values], linestyle=":", label=f"/metrics: {labels.get('job')}")
+        rss.plot(
+            [_minutes(t, origin) for t, _ in values], [v / 1e6 for _, v in values], linestyle=":", label=f"/metrics: {labels.get('job')}"
+        )
     rss.set_ylabel("RSS MB")
-    mem.plot([_minutes(s["t"], origin) for s in samples], [s["shm_mapped_bytes"] / 1e6 for s in samples], label="/dev/shm mapped by the servers")
+    mem.plot(
+        [_minutes(s["t"], origin) for s in samples], [s["shm_mapped_bytes"] / 1e6 for s in samples], label="/dev/shm mapped by the servers"
+    )
     for _, values in _series(series, "l1_used_bytes"):
         mem.plot([_minutes(t, origin) for t, _ in values], [v / 1e6 for _, v in values], label="LMCache L1 used (/metrics)")
     mem.set_ylabel("MB")

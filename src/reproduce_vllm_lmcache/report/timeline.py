@@ -52,8 +52,15 @@ def draw(events: list[dict[str, Any]], origins: dict[str, float], title: str, pa
         right = ((first if first is not None else last) - origin) * 1000 * 1.2
         later = [e for e in mine if (e["start"] - origin) * 1000 > right]
         if later:
-            ax.text(0.995, 0.02, f"{len(later)} later events (decode, stores finishing): see the summary",
-                    transform=ax.transAxes, ha="right", fontsize=7, color="#555555")
+            ax.text(
+                0.995,
+                0.02,
+                f"{len(later)} later events (decode, stores finishing): see the summary",
+                transform=ax.transAxes,
+                ha="right",
+                fontsize=7,
+                color="#555555",
+            )
         labelled: dict[int, float] = {}
         for e in mine:
             y = len(LANES) - 1 - LANES.index(e["lane"])

@@ -27,7 +27,7 @@ def load(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     points = []
     for path in sorted((run_dir / "points").glob("*/point.json")):
         point = json.loads(path.read_text())
-        for name, p in point["passes"].items():
+        for p in point["passes"].values():
             result = path.parent / p["result"]
             p["detail"] = json.loads(result.read_text()) if result.is_file() else {}
         points.append(point)
@@ -49,19 +49,28 @@ def row(point: dict[str, Any]) -> dict[str, Any]:
     local, external = int(c.get(LOCAL, 0)), int(c.get(EXTERNAL, 0))
     duration = float(m.get("duration") or 0) or None
     out: dict[str, Any] = {
-        "configuration": point["configuration"], "concurrency": point["concurrency"], "ratio": point["ratio"],
-        "documents": point["documents"], "working_set_tokens": point["documents"] * point["prefix_tokens"],
+        "configuration": point["configuration"],
+        "concurrency": point["concurrency"],
+        "ratio": point["ratio"],
+        "documents": point["documents"],
+        "working_set_tokens": point["documents"] * point["prefix_tokens"],
         "capacity_tokens": point["capacity_tokens"],
-        "requests": m.get("completed"), "failed": m.get("failed"),
-        "prompt_tokens": prompt, "hit_local": local, "hit_external": external,
+        "requests": m.get("completed"),
+        "failed": m.get("failed"),
+        "prompt_tokens": prompt,
+        "hit_local": local,
+        "hit_external": external,
         "hit_rate": round((local + external) / prompt, 4) if prompt else None,
-        "l1_reads": int(c.get(L1_READS, 0)), "l1_writes": int(c.get(L1_WRITES, 0)), "l1_evicted": int(c.get(L1_EVICTED, 0)),
-        "l1_usage_bytes": m.get("l1_usage_bytes"), "preemptions": int(c.get(PREEMPTIONS, 0)),
+        "l1_reads": int(c.get(L1_READS, 0)),
+        "l1_writes": int(c.get(L1_WRITES, 0)),
+        "l1_evicted": int(c.get(L1_EVICTED, 0)),
+        "l1_usage_bytes": m.get("l1_usage_bytes"),
+        "preemptions": int(c.get(PREEMPTIONS, 0)),
         "req_s": round(float(m["request_throughput"]), 4) if m.get("request_throughput") else None,
         "prompt_tok_s": round(prompt / duration, 1) if duration else None,
         "output_tok_s": round(float(m["output_throughput"]), 2) if m.get("output_throughput") else None,
         **{f"{k}_{p}_s": _ms(d, f"{p}_{k}_ms") for k in ("ttft", "e2el") for p in ("p50", "p90", "p99")},
-    }  # fmt: skip
+    }
     if "long_doc_qa" in point:
         r = point["long_doc_qa"]["results"]
         out["ldqa"] = {k: r.get(k) for k in ("successful_requests", "failed_requests", "p50_ttft_ms", "p90_ttft_ms", "input_throughput")}
@@ -84,9 +93,11 @@ def answers(points: list[dict[str, Any]], baseline: str) -> dict[tuple[str, int,
         same_len = (ref.get("output_lens") or []) == (mine.get("output_lens") or [])
         differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
         found[(p["configuration"], p["concurrency"], p["ratio"])] = {
-            "compared": min(len(a), len(b)), "identical": min(len(a), len(b)) - len(differ) if same_len else 0,
-            "first_different": differ[0] if differ else None, "output_lens_equal": same_len,
-        }  # fmt: skip
+            "compared": min(len(a), len(b)),
+            "identical": min(len(a), len(b)) - len(differ) if same_len else 0,
+            "first_different": differ[0] if differ else None,
+            "output_lens_equal": same_len,
+        }
     return found
 
 
@@ -120,19 +131,31 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         continue
                     ttft = apc["ttft_p50_s"] / r["ttft_p50_s"]
                     thr = (r["req_s"] or 0) / apc["req_s"]
-                    found.append({"what": f"{name} vs apc, {ratio:g}x, c={c}", "ttft_p50_gain": round(ttft, 2), "throughput_gain": round(thr, 2),
-                                  "external_hit_tokens": r["hit_external"],
-                                  "reached": ttft >= TTFT_BAR and thr >= THROUGHPUT_BAR and r["hit_external"] > 0,
-                                  "bar": f"TTFT p50 >= {TTFT_BAR:g}x, throughput >= {THROUGHPUT_BAR:g}x, hits from LMCache"})  # fmt: skip
+                    found.append(
+                        {
+                            "what": f"{name} vs apc, {ratio:g}x, c={c}",
+                            "ttft_p50_gain": round(ttft, 2),
+                            "throughput_gain": round(thr, 2),
+                            "external_hit_tokens": r["hit_external"],
+                            "reached": ttft >= TTFT_BAR and thr >= THROUGHPUT_BAR and r["hit_external"] > 0,
+                            "bar": f"TTFT p50 >= {TTFT_BAR:g}x, throughput >= {THROUGHPUT_BAR:g}x, hits from LMCache",
+                        }
+                    )
             if ratio <= SMALL_RATIO:
                 r = _find(rows, "apc+lmcache", c, ratio)
                 if r is None or not r["ttft_p50_s"] or not r["req_s"]:
                     continue
                 ttft = r["ttft_p50_s"] / apc["ttft_p50_s"] - 1
                 thr = 1 - r["req_s"] / apc["req_s"]
-                found.append({"what": f"apc+lmcache vs apc, {ratio:g}x, c={c}", "ttft_p50_cost": round(ttft, 3), "throughput_cost": round(thr, 3),
-                              "reached": ttft <= OVERHEAD_BAR and thr <= OVERHEAD_BAR,
-                              "bar": f"TTFT p50 and throughput within {OVERHEAD_BAR:.0%} of APC alone"})  # fmt: skip
+                found.append(
+                    {
+                        "what": f"apc+lmcache vs apc, {ratio:g}x, c={c}",
+                        "ttft_p50_cost": round(ttft, 3),
+                        "throughput_cost": round(thr, 3),
+                        "reached": ttft <= OVERHEAD_BAR and thr <= OVERHEAD_BAR,
+                        "bar": f"TTFT p50 and throughput within {OVERHEAD_BAR:.0%} of APC alone",
+                    }
+                )
     return found
 
 
@@ -146,24 +169,65 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         r["answers"] = same.get((r["configuration"], r["concurrency"], r["ratio"]))
     knobs = runs[0]["knobs"] if runs else {}
     floor = floor_s(rows, runs, knobs.get("prefix_tokens", 0), knobs.get("suffix_tokens", 0)) if knobs else None
-    checks = [{"what": f"{r['configuration']} c={r['concurrency']} {r['ratio']:g}x: no failed request", "passed": not r["failed"]} for r in rows]
-    checks += [{"what": f"{k[0]} c={k[1]} {k[2]:g}x: {v['identical']}/{v['compared']} answers identical to {baseline}",
-                "passed": v["compared"] > 0 and v["identical"] == v["compared"]} for k, v in same.items()]  # fmt: skip
+    checks = [
+        {"what": f"{r['configuration']} c={r['concurrency']} {r['ratio']:g}x: no failed request", "passed": not r["failed"]} for r in rows
+    ]
+    checks += [
+        {
+            "what": f"{k[0]} c={k[1]} {k[2]:g}x: {v['identical']}/{v['compared']} answers identical to {baseline}",
+            "passed": v["compared"] > 0 and v["identical"] == v["compared"],
+        }
+        for k, v in same.items()
+    ]
     # Hits by source, by metrics: LMCache alone hits only externally, APC alone only locally.
     for r in rows:
         if r["configuration"] == "lmcache":
-            checks.append({"what": f"lmcache c={r['concurrency']} {r['ratio']:g}x: hits from LMCache only ({r['hit_external']} external, {r['hit_local']} local)",
-                           "passed": r["hit_external"] > 0 and r["hit_local"] == 0})  # fmt: skip
+            checks.append(
+                {
+                    "what": f"lmcache c={r['concurrency']} {r['ratio']:g}x: hits from LMCache only ({r['hit_external']} external, {r['hit_local']} local)",
+                    "passed": r["hit_external"] > 0 and r["hit_local"] == 0,
+                }
+            )
         if r["configuration"] in ("apc", "none"):
-            checks.append({"what": f"{r['configuration']} c={r['concurrency']} {r['ratio']:g}x: no external hit ({r['hit_external']})", "passed": r["hit_external"] == 0})
-    return {"baseline": baseline, "rows": rows, "floor_s": floor, "targets": targets(rows), "checks": checks,
-            "knobs": knobs, "machine": runs[0]["machine"] if runs else {}, "starts": runs,
-            "passed": all(c["passed"] for c in checks)}  # fmt: skip
+            checks.append(
+                {
+                    "what": f"{r['configuration']} c={r['concurrency']} {r['ratio']:g}x: no external hit ({r['hit_external']})",
+                    "passed": r["hit_external"] == 0,
+                }
+            )
+    return {
+        "baseline": baseline,
+        "rows": rows,
+        "floor_s": floor,
+        "targets": targets(rows),
+        "checks": checks,
+        "knobs": knobs,
+        "machine": runs[0]["machine"] if runs else {},
+        "starts": runs,
+        "passed": all(c["passed"] for c in checks),
+    }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("configuration", "c", "WS/cap", "req", "fail", "hit local", "hit ext", "hit rate", "L1 rd/wr/ev", "req/s", "prompt tok/s",
-            "TTFT p50", "TTFT p90", "TTFT p99", "E2E p50", "E2E p99", "same")  # fmt: skip
+    head = (
+        "configuration",
+        "c",
+        "WS/cap",
+        "req",
+        "fail",
+        "hit local",
+        "hit ext",
+        "hit rate",
+        "L1 rd/wr/ev",
+        "req/s",
+        "prompt tok/s",
+        "TTFT p50",
+        "TTFT p90",
+        "TTFT p99",
+        "E2E p50",
+        "E2E p99",
+        "same",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def f(v: Any, digits: int = 3) -> str:
@@ -171,10 +235,25 @@ def table(rows: list[dict[str, Any]]) -> str:
 
     for r in sorted(rows, key=lambda r: (r["concurrency"], r["ratio"], r["configuration"] != "none", r["configuration"])):
         a = r.get("answers")
-        cells = (r["configuration"], r["concurrency"], f"{r['ratio']:g}x", r["requests"], r["failed"], r["hit_local"], r["hit_external"],
-                 f(r["hit_rate"], 2), f"{r['l1_reads']}/{r['l1_writes']}/{r['l1_evicted']}", f(r["req_s"], 2), f(r["prompt_tok_s"], 0),
-                 f(r["ttft_p50_s"]), f(r["ttft_p90_s"]), f(r["ttft_p99_s"]), f(r["e2el_p50_s"]), f(r["e2el_p99_s"]),
-                 f"{a['identical']}/{a['compared']}" if a else "base")  # fmt: skip
+        cells = (
+            r["configuration"],
+            r["concurrency"],
+            f"{r['ratio']:g}x",
+            r["requests"],
+            r["failed"],
+            r["hit_local"],
+            r["hit_external"],
+            f(r["hit_rate"], 2),
+            f"{r['l1_reads']}/{r['l1_writes']}/{r['l1_evicted']}",
+            f(r["req_s"], 2),
+            f(r["prompt_tok_s"], 0),
+            f(r["ttft_p50_s"]),
+            f(r["ttft_p90_s"]),
+            f(r["ttft_p99_s"]),
+            f(r["e2el_p50_s"]),
+            f(r["e2el_p99_s"]),
+            f"{a['identical']}/{a['compared']}" if a else "base",
+        )
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
@@ -183,11 +262,16 @@ def ldqa_table(rows: list[dict[str, Any]]) -> str:
     found = [r for r in rows if "ldqa" in r]
     if not found:
         return ""
-    lines = ["| long-doc-qa | c | WS/cap | requests | failed | hit local | hit ext | TTFT p50 s | TTFT p90 s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| long-doc-qa | c | WS/cap | requests | failed | hit local | hit ext | TTFT p50 s | TTFT p90 s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(found, key=lambda r: (r["concurrency"], r["ratio"], r["configuration"])):
         q = r["ldqa"]
-        lines.append(f"| {r['configuration']} | {r['concurrency']} | {r['ratio']:g}x | {q['successful_requests']} | {q['failed_requests']} | "
-                     f"{q['hit_local']} | {q['hit_external']} | {(q['p50_ttft_ms'] or 0) / 1000:.3f} | {(q['p90_ttft_ms'] or 0) / 1000:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {r['configuration']} | {r['concurrency']} | {r['ratio']:g}x | {q['successful_requests']} | {q['failed_requests']} | "
+            f"{q['hit_local']} | {q['hit_external']} | {(q['p50_ttft_ms'] or 0) / 1000:.3f} | {(q['p90_ttft_ms'] or 0) / 1000:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -197,7 +281,10 @@ def lines(summary: dict[str, Any]) -> list[str]:
     if extra:
         out += ["", extra]
     if summary["floor_s"] is not None:
-        out += ["", f"floor of a warm request (prefix KV copied at {summary['machine']['copy_bytes_per_s'] / 1e9:.1f} GB/s + suffix prefill): {summary['floor_s']:.3f} s"]
+        out += [
+            "",
+            f"floor of a warm request (prefix KV copied at {summary['machine']['copy_bytes_per_s'] / 1e9:.1f} GB/s + suffix prefill): {summary['floor_s']:.3f} s",
+        ]
     out.append("")
     for t in summary["targets"]:
         nums = ", ".join(f"{k} {v}" for k, v in t.items() if k not in ("what", "reached", "bar"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -26,8 +27,12 @@ def cmd_command(args: argparse.Namespace) -> int:
     if args.server == "preload":
         argv = settings.preload_argv(config.get("REPRO_PRELOAD_SOCKET"))
     else:
-        argv = {"lmcache": settings.lmcache_argv, "vllm": settings.vllm_argv, "redis": settings.redis_argv,
-                "coordinator": settings.coordinator_argv}[args.server]()  # fmt: skip
+        argv = {
+            "lmcache": settings.lmcache_argv,
+            "vllm": settings.vllm_argv,
+            "redis": settings.redis_argv,
+            "coordinator": settings.coordinator_argv,
+        }[args.server]()
     sys.stdout.write("\0".join(argv) + "\0")
     return 0
 
@@ -36,14 +41,26 @@ def cmd_url(args: argparse.Namespace) -> int:
     from reproduce_vllm_lmcache.servers.settings import Settings
 
     settings = Settings.from_env()
-    print({"lmcache": settings.lmcache_http_url, "vllm": settings.vllm_url, "redis": settings.redis_url,
-           "coordinator": settings.coordinator_base_url}[args.server])  # fmt: skip
+    print(
+        {
+            "lmcache": settings.lmcache_http_url,
+            "vllm": settings.vllm_url,
+            "redis": settings.redis_url,
+            "coordinator": settings.coordinator_base_url,
+        }[args.server]
+    )
     return 0
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     from reproduce_vllm_lmcache.servers.guards import check_memory
-    from reproduce_vllm_lmcache.servers.preflight import check_ports, check_redis_binary, ports_for, remove_stale_segments, remove_stale_tmpdirs
+    from reproduce_vllm_lmcache.servers.preflight import (
+        check_ports,
+        check_redis_binary,
+        ports_for,
+        remove_stale_segments,
+        remove_stale_tmpdirs,
+    )
     from reproduce_vllm_lmcache.servers.settings import Settings
 
     settings = Settings.from_env()
@@ -62,7 +79,19 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     memory = check_memory(settings, args.server, float(config.get("REPRO_MEMORY_HEADROOM_GB")))
     shown = {k: v for k, v in settings.as_dict().items() if k not in ("prompt_tokens", "max_tokens")}
     if args.server == "lmcache":
-        keys = ("host", "lmcache_port", "lmcache_http_port", "l1_size_gb", "eviction_policy", "chunk_size", "transfer_mode", "lmcache_telemetry", "l2", "trace", "lmcache_extra_args")
+        keys = (
+            "host",
+            "lmcache_port",
+            "lmcache_http_port",
+            "l1_size_gb",
+            "eviction_policy",
+            "chunk_size",
+            "transfer_mode",
+            "lmcache_telemetry",
+            "l2",
+            "trace",
+            "lmcache_extra_args",
+        )
         shown = {k: shown[k] for k in keys}
     print(f"{args.server} knobs: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     if args.server == "vllm" and settings.vllm_layout_note:
@@ -107,6 +136,58 @@ def cmd_lmcache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    """Print, going on when the output is gone (a cleanup trap after Ctrl-C closed the pipe)."""
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
+
+
+def cmd_proc(args: argparse.Namespace) -> int:
+    """lib.sh's process helpers, one home (servers/processes.py)."""
+    import shutil
+    from pathlib import Path
+
+    from reproduce_vllm_lmcache.servers import processes
+
+    if args.action == "running":  # any of them
+        return 0 if processes.alive(args.pids) else 1
+    args.pid = args.pids[0]
+    if args.action == "group":
+        print("\n".join(str(pid) for pid in processes.group(args.pid)))
+        return 0
+    if args.action == "wait-exit":
+        while processes.running(args.pid):
+            processes.wait_gone({args.pid}, 3600)
+        return 0
+    log = Path(args.log) if args.log else None
+    pids_file = Path(f"{log}.pids") if log else None
+    if args.action == "wait-ready":
+        knob = {"vllm": "REPRO_VLLM_EXTRA_ARGS", "lmcache": "REPRO_LMCACHE_EXTRA_ARGS"}.get(args.name.split("-")[0])
+        extra = config.get(knob) if knob else ""
+        hint = (
+            (f"error: {knob}='{extra}' was appended to the {args.name} command line; if the log above rejects it, fix or unset {knob}")
+            if extra
+            else ""
+        )
+        if not processes.wait_ready(args.name, args.pid, args.url, args.timeout, log or Path("/dev/null"), _say, hint):
+            return 1
+        if pids_file:  # its processes now: if it is killed later, its workers' segments are still known
+            pids_file.write_text("".join(f"{pid}\n" for pid in processes.group(args.pid)))
+        return 0
+    # stop: the processes remembered when it was ready, if that file is this server's (another
+    # server started with the same log path, e.g. on another port, must not lend it its own).
+    remembered = pids_file.read_text().split() if pids_file and pids_file.is_file() else []
+    mine = str(args.pid) in remembered
+    processes.stop_group(args.name, args.pid, args.grace, [int(p) for p in remembered] if mine else [], _say)
+    tmpdir = Path(f"{log}.tmpdir") if log else None
+    if tmpdir and tmpdir.is_file():
+        shutil.rmtree(tmpdir.read_text().strip(), ignore_errors=True)
+        tmpdir.unlink(missing_ok=True)
+    if mine and pids_file:
+        pids_file.unlink(missing_ok=True)
+    return 0
+
+
 def register(sub: Any) -> None:
     sub.add_parser("config", help="print every knob and the resolved settings").set_defaults(func=cmd_config)
     for name, func, text in (
@@ -122,4 +203,13 @@ def register(sub: Any) -> None:
     p = sub.add_parser("status", help="what is cached, hit rates and the last requests, from the servers' endpoints")
     p.add_argument("--json", action="store_true", help="the raw snapshot as JSON")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("proc", help="process helpers of scripts/lib.sh: running, group, wait-ready, wait-exit, stop")
+    p.add_argument("action", choices=("running", "group", "wait-ready", "wait-exit", "stop"))
+    p.add_argument("pids", type=int, nargs="+", metavar="pid", help="the process (group leader); running: any of several")
+    p.add_argument("--name", default="server", help="the server's name in messages")
+    p.add_argument("--log", help="its log (LOG.pids, LOG.tmpdir beside it)")
+    p.add_argument("--url", help="wait-ready: the URL that answers when it is ready (http(s)://, tcp://, unix:)")
+    p.add_argument("--timeout", type=float, default=900, help="wait-ready: seconds")
+    p.add_argument("--grace", type=float, default=30, help="stop: seconds between SIGTERM and SIGKILL")
+    p.set_defaults(func=cmd_proc)
     sub.add_parser("lmcache-clear", help="drop everything in the running LMCache server's L1").set_defaults(func=cmd_lmcache_clear)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import re
 import shutil
 import socket
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import psutil
 
+from reproduce_vllm_lmcache.servers import processes
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 
 # Written by scripts/lib.sh's start_server into the server's private TMPDIR
@@ -78,38 +78,10 @@ def check_redis_binary(settings: Settings) -> str:
     return found
 
 
-def _running(pid: int, started_by: float | None = None) -> bool:
-    """The process exists and is not a zombie (exited, not yet reaped); with ``started_by``, it
-    also started by then (not a later process given the same pid)."""
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and (started_by is None or proc.create_time() <= started_by + 1.0)
-    except psutil.NoSuchProcess:
-        return False
-
-
-def stale_segments(shm: Path = Path("/dev/shm")) -> list[Path]:
-    """LMCache segments of vLLM workers that are gone (/dev/shm/lmcache_kv_<pid>_<n>, which no
-    one unlinks when a worker dies) and that no live process maps any more."""
-    if not shm.is_dir():
-        return []
-    dead = [p for p in shm.glob("lmcache_kv_*") if (m := re.fullmatch(r"lmcache_kv_(\d+)_\d+", p.name))
-            and not _running(int(m.group(1)))]  # fmt: skip
-    if not dead:
-        return []
-    mapped: set[str] = set()
-    for proc in psutil.process_iter():
-        try:
-            mapped.update(m.path for m in proc.memory_maps(grouped=True) if m.path.startswith(str(shm)))
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
-            continue
-    return [p for p in dead if str(p) not in mapped]
-
-
 def remove_stale_segments() -> list[str]:
     """Remove stale_segments(); one line per removed segment."""
     lines = []
-    for seg in stale_segments():
+    for seg in processes.stale_segments():
         size = seg.stat().st_size / 2**30
         seg.unlink(missing_ok=True)
         lines.append(f"removed {seg} ({size:.1f} GiB), left behind by a vLLM worker that is gone")
@@ -134,7 +106,7 @@ def stale_tmpdirs(tmp: Path | None = None) -> list[Path]:
     """Private TMPDIRs of servers that are gone. A start script stops its server and removes
     the folder; one killed with SIGKILL cannot, and its server dies with it (parent-death
     signal), so the folder stays."""
-    return [folder for folder, pid, written in server_tmpdirs(tmp) if not _running(pid, started_by=written)]
+    return [folder for folder, pid, written in server_tmpdirs(tmp) if not processes.running(pid, started_by=written)]
 
 
 def remove_stale_tmpdirs(tmp: Path | None = None) -> list[str]:

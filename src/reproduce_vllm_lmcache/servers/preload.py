@@ -14,6 +14,7 @@ session (its pid is its process group), writes to ``log``, and is sent SIGTERM w
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -27,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reproduce_vllm_lmcache.servers import netns
+from reproduce_vllm_lmcache.servers import netns, processes
 
 # Imported once, before any fork (what a vLLM or LMCache start spends most of its time on;
 # measured with python -X importtime). Never vllm or lmcache themselves.
@@ -137,20 +138,6 @@ def split_env(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return env, rest
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): os.kill is all there is
-
-
 def _run_child(request: dict[str, object]) -> None:
     """In the forked child: become the server the request describes. Never returns."""
     code = 1
@@ -254,8 +241,11 @@ class Server:
         # servers' collections (vLLM runs a full one while starting) skip them.
         gc.collect()
         gc.freeze()
-        print(f"preload: {len(sys.modules)} modules imported in {time.monotonic() - started:.1f} s"
-              + (f" (vLLM's serving modules too: {len(self.vllm_files)} files watched)" if self.with_vllm else ""), flush=True)  # fmt: skip
+        print(
+            f"preload: {len(sys.modules)} modules imported in {time.monotonic() - started:.1f} s"
+            + (f" (vLLM's serving modules too: {len(self.vllm_files)} files watched)" if self.with_vllm else ""),
+            flush=True,
+        )
 
     def spawn(self, request: dict[str, object]) -> int:
         env, argv = split_env([str(a) for a in request["argv"]])  # type: ignore[attr-defined]
@@ -270,8 +260,10 @@ class Server:
             raise Stale(f"{edited} changed after this preload server imported it; restart the preload server")
         theirs = vllm_root(str(request["env"].get("PYTHONPATH", "")))  # type: ignore[attr-defined]
         if self.vllm_files and Path(argv[0]).name == "vllm" and theirs != vllm_root(os.environ.get("PYTHONPATH", "")):
-            raise Stale(f"this vLLM runs from {theirs or 'the checkout'}, not the tree this preload server imported "
-                        "(REPRO_PATCHES=upstream has a preload server of its own)")  # fmt: skip
+            raise Stale(
+                f"this vLLM runs from {theirs or 'the checkout'}, not the tree this preload server imported "
+                "(REPRO_PATCHES=upstream has a preload server of its own)"
+            )
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -293,7 +285,7 @@ class Server:
             self.children.pop(pid, None)
         now = time.monotonic()
         for pid, state in list(self.children.items()):
-            if _alive(int(state["owner"])):
+            if processes.running(int(state["owner"])):
                 continue
             if not state["term_at"]:
                 print(f"preload: pid {int(state['owner'])} is gone, stopping its server {pid}", flush=True)
@@ -361,10 +353,8 @@ def _read_line(sock: socket.socket) -> bytes:
 
 
 def _killpg(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def request(path: Path, argv: list[str], log: str, owner: int, timeout: float = 10) -> int:

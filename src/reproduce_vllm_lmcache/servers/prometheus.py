@@ -14,6 +14,8 @@ from typing import Any
 import psutil
 import requests
 
+from reproduce_vllm_lmcache.servers import processes
+
 # name -> PromQL. Rates over 1 minute; hit rates are token ratios; the counters are raw (vLLM's
 # never reset during a soak, LMCache's start again from 0 when its server restarts).
 QUERIES: dict[str, str] = {
@@ -50,9 +52,13 @@ def config_text(targets: dict[str, str], scrape_s: float) -> str:
 def argv(binary: str, config_file: Path, data_dir: Path, host: str, port: int) -> list[str]:
     """Prometheus on loopback, its data in data_dir (kept one day, never the system's folder)."""
     return [
-        binary, f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}", f"--web.listen-address={host}:{port}",
-        "--storage.tsdb.retention.time=1d", "--log.level=warn",
-    ]  # fmt: skip
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address={host}:{port}",
+        "--storage.tsdb.retention.time=1d",
+        "--log.level=warn",
+    ]
 
 
 def find_binary(name: str) -> str:
@@ -84,37 +90,6 @@ def collect(client: requests.Session, url: str, start: float, end: float, step: 
     return {name: {"query": q, "series": query_range(client, url, q, start, end, step)} for name, q in QUERIES.items()}
 
 
-def group_of(leader: int) -> list[psutil.Process]:
-    """Live processes of the process group led by ``leader`` (a server and what it spawned)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == leader:
-                found.append(proc)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return found
-
-
-def shm_mapped(pids: list[int]) -> dict[str, int]:
-    """/dev/shm files mapped by these processes -> their size in bytes."""
-    files: dict[str, int] = {}
-    for pid in pids:
-        try:
-            maps = Path(f"/proc/{pid}/maps").read_text()
-        except OSError:
-            continue
-        for line in maps.splitlines():
-            parts = line.split(maxsplit=5)
-            path = parts[5] if len(parts) == 6 else ""
-            if path.startswith("/dev/shm/") and path not in files:
-                try:
-                    files[path] = os.stat(path.split(" (deleted)")[0]).st_size
-                except OSError:
-                    files[path] = 0
-    return files
-
-
 def rss_split(pid: int) -> dict[str, int]:
     """Linux: the resident memory split into private (RssAnon), file-backed and shared-memory
     pages (RssShmem: touched pages of /dev/shm segments, e.g. vLLM's KV cache, which count in
@@ -134,20 +109,21 @@ def rss_split(pid: int) -> dict[str, int]:
 def sample(leaders: dict[int, str]) -> dict[str, Any]:
     """One sample: RSS of every process of each server's group (leader pid -> role), and the
     /dev/shm segments they map (plus /dev/shm's total use, which other programs share)."""
-    processes = []
+    found = []
     for leader, role in leaders.items():
-        for proc in group_of(leader):
+        for pid in processes.group(leader):
             try:
+                proc = psutil.Process(pid)
                 name = proc.name()
                 rss = proc.memory_info().rss
             except psutil.Error:
                 continue
-            processes.append({"role": role, "leader": leader, "pid": proc.pid, "name": name, "rss_bytes": rss, **rss_split(proc.pid)})
-    segments = shm_mapped([p["pid"] for p in processes])
+            found.append({"role": role, "leader": leader, "pid": proc.pid, "name": name, "rss_bytes": rss, **rss_split(proc.pid)})
+    segments = processes.shm_mapped(p["pid"] for p in found)
     usage = shutil.disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else None
     return {
         "t": time.time(),
-        "processes": processes,
+        "processes": found,
         "shm_mapped_bytes": sum(segments.values()),
         "shm_mapped_files": sorted(segments),
         "dev_shm_used_bytes": usage.used if usage else None,

@@ -224,8 +224,10 @@ class Settings:
         netns = config.get("REPRO_NETNS", env)
         store_host = config.get("REPRO_STORE_HOST", env) or host
         if store_host != host and not netns and not is_loopback(store_host):
-            raise KnobError(f"REPRO_STORE_HOST={store_host!r}: a loopback address, unless REPRO_NETNS puts the servers "
-                            "in a network namespace (scripts/nodes.sh), where it is an address of that namespace's link")  # fmt: skip
+            raise KnobError(
+                f"REPRO_STORE_HOST={store_host!r}: a loopback address, unless REPRO_NETNS puts the servers "
+                "in a network namespace (scripts/nodes.sh), where it is an address of that namespace's link"
+            )
         raw_lengths = config.get("REPRO_PROMPT_TOKENS", env)
         try:
             lengths = tuple(int(x) for x in raw_lengths.replace(" ", ",").split(",") if x)
@@ -349,15 +351,26 @@ class Settings:
             "LMCACHE_DISABLE_BANNER=1",
             *(["LMCACHE_LOG_LEVEL=DEBUG"] if self.trace else []),
             *(f"{k}={v}" for k, v in self.code_env().items()),
-            str(venv_bin("lmcache")), "server",
-            "--host", self.host, "--port", str(self.lmcache_port),
-            "--http-host", self.host, "--http-port", str(self.lmcache_http_port),
-            "--l1-size-gb", f"{self.l1_size_gb:g}",
-            "--eviction-policy", self.eviction_policy,
-            "--chunk-size", str(self.chunk_size),
+            str(venv_bin("lmcache")),
+            "server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.lmcache_port),
+            "--http-host",
+            self.host,
+            "--http-port",
+            str(self.lmcache_http_port),
+            "--l1-size-gb",
+            f"{self.l1_size_gb:g}",
+            "--eviction-policy",
+            self.eviction_policy,
+            "--chunk-size",
+            str(self.chunk_size),
             # Both transfer modes, so vLLM may be restarted in either against one server.
-            "--supported-transfer-mode", "auto",
-        ]  # fmt: skip
+            "--supported-transfer-mode",
+            "auto",
+        ]
         if self.lmcache_shm_name:
             argv += ["--shm-name", self.lmcache_shm_name]
         if self.l2 != "none":
@@ -365,8 +378,7 @@ class Settings:
         if self.l2 != "none" and self.l2_prefetch_policy != "default":
             argv += ["--l2-prefetch-policy", self.l2_prefetch_policy]
         if self.coordinator_url:  # register, heartbeat and report cache events (store, evict, access)
-            argv += ["--coordinator-url", self.coordinator_url, "--coordinator-event-reporting",
-                     "--coordinator-advertise-ip", self.host]  # fmt: skip
+            argv += ["--coordinator-url", self.coordinator_url, "--coordinator-event-reporting", "--coordinator-advertise-ip", self.host]
         if self.instance_id:
             argv += ["--instance-id", self.instance_id]
         if self.trace:
@@ -389,20 +401,35 @@ class Settings:
         loopback = is_loopback(self.store_host)
         return [
             self.redis_server,
-            "--bind", self.store_host, "--port", str(self.redis_port),
-            "--dir", self.redis_dir,
-            "--save", "", "--appendonly", "no",
-            "--protected-mode", "yes" if loopback or not self.netns else "no",
-        ]  # fmt: skip
+            "--bind",
+            self.store_host,
+            "--port",
+            str(self.redis_port),
+            "--dir",
+            self.redis_dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes" if loopback or not self.netns else "no",
+        ]
 
     def coordinator_argv(self) -> list[str]:
         """LMCache's fleet coordinator (directory of servers and of their cache events)."""
         return [
-            "env", "LMCACHE_DISABLE_BANNER=1", *(f"{k}={v}" for k, v in self.code_env().items()),
-            str(venv_bin("lmcache")), "coordinator",
-            "--host", self.store_host, "--port", str(self.coordinator_port),
-            "--chunk-size", str(self.chunk_size),
-        ]  # fmt: skip
+            "env",
+            "LMCACHE_DISABLE_BANNER=1",
+            *(f"{k}={v}" for k, v in self.code_env().items()),
+            str(venv_bin("lmcache")),
+            "coordinator",
+            "--host",
+            self.store_host,
+            "--port",
+            str(self.coordinator_port),
+            "--chunk-size",
+            str(self.chunk_size),
+        ]
 
     def vllm_env(self) -> dict[str, str]:
         return {
@@ -426,15 +453,24 @@ class Settings:
     def vllm_argv(self, connector: bool | None = None) -> list[str]:
         argv = ["env", *(f"{k}={v}" for k, v in self.vllm_env().items())]
         argv += [
-            str(venv_bin("vllm")), "serve", self.model,
-            "--host", self.host, "--port", str(self.vllm_port),
-            "--dtype", self.dtype,
-            "--max-model-len", str(self.max_model_len),
-            "--max-num-seqs", str(self.max_num_seqs),
-            "--block-size", str(self.block_size),
+            str(venv_bin("vllm")),
+            "serve",
+            self.model,
+            "--host",
+            self.host,
+            "--port",
+            str(self.vllm_port),
+            "--dtype",
+            self.dtype,
+            "--max-model-len",
+            str(self.max_model_len),
+            "--max-num-seqs",
+            str(self.max_num_seqs),
+            "--block-size",
+            str(self.block_size),
             "--enable-prompt-tokens-details",
             "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
-        ]  # fmt: skip
+        ]
         if self.enforce_eager:
             argv.append("--enforce-eager")
         if self.vllm_layout == "fast":
@@ -454,8 +490,17 @@ class Settings:
             # As vLLM sets it before it imports Inductor (no compile worker pool in a server).
             "TORCHINDUCTOR_COMPILE_THREADS": "1",
         }
-        return ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "reproduce_vllm_lmcache.servers.preload",
-                "serve", "--socket", socket_path, *(["--with-vllm"] if with_vllm else [])]  # fmt: skip
+        return [
+            "env",
+            *(f"{k}={v}" for k, v in env.items()),
+            sys.executable,
+            "-m",
+            "reproduce_vllm_lmcache.servers.preload",
+            "serve",
+            "--socket",
+            socket_path,
+            *(["--with-vllm"] if with_vllm else []),
+        ]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -9,8 +9,7 @@ from typing import Any
 
 import requests
 
-from reproduce_vllm_lmcache.servers import http_client, lmcache_api
-from reproduce_vllm_lmcache.servers import metrics
+from reproduce_vllm_lmcache.servers import http_client, lmcache_api, metrics
 from reproduce_vllm_lmcache.servers.settings import Settings
 
 # LMCache counters shown (Prometheus names; absent until the event first happens).

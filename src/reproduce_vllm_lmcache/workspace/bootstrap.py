@@ -20,15 +20,10 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from reproduce_vllm_lmcache.workspace import checkouts
 from reproduce_vllm_lmcache import config
-from reproduce_vllm_lmcache.workspace import fetch
-from reproduce_vllm_lmcache.workspace import patches
-from reproduce_vllm_lmcache.workspace import pins
-from reproduce_vllm_lmcache.workspace import system
-from reproduce_vllm_lmcache.workspace import wheels
-from reproduce_vllm_lmcache.workspace import model as model_mod
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.workspace import checkouts, fetch, patches, pins, system, wheels
+from reproduce_vllm_lmcache.workspace import model as model_mod
 
 VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
@@ -140,9 +135,7 @@ def lock_covers_this_machine() -> bool:
         return True
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     wheel = pins.load()["torch"].get("wheels", {}).get(platform.machine(), {}).get("file")
-    return any(
-        p["source"].get("path") == f"{wheels.WHEELHOUSE.name}/{wheel}" for p in lock["package"] if p["name"] == "torch"
-    )
+    return any(p["source"].get("path") == f"{wheels.WHEELHOUSE.name}/{wheel}" for p in lock["package"] if p["name"] == "torch")
 
 
 def relock() -> str:
@@ -160,8 +153,7 @@ def sync() -> str:
     """Install the locked environment in two phases: the editable builds need torch first."""
     if not lock_covers_this_machine():
         raise SetupError(
-            f"uv.lock has no torch wheel for {platform.machine()}; run `scripts/setup.sh --relock` "
-            "to resolve the lock for this machine"
+            f"uv.lock has no torch wheel for {platform.machine()}; run `scripts/setup.sh --relock` to resolve the lock for this machine"
         )
     env = build_env()
     if not VENV_PYTHON.exists():

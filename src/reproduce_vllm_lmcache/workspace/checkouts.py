@@ -143,8 +143,7 @@ def ensure(src: Source) -> str:
         return fetch_source(src)
     if not (src.path / ".git").exists():
         raise CheckoutError(
-            f"{src.checkout}/ exists but is not a git checkout made by setup; "
-            f"move it away (mv {src.checkout} {src.checkout}.old) and rerun"
+            f"{src.checkout}/ exists but is not a git checkout made by setup; move it away (mv {src.checkout} {src.checkout}.old) and rerun"
         )
     if not at_pinned_version(src):
         edits = local_edits(src.path)

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reproduce_vllm_lmcache.workspace import patches
-from reproduce_vllm_lmcache.workspace import pins
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.workspace import patches, pins
 
 Check = Callable[[], str]
 
@@ -107,12 +106,15 @@ def slot_mapping_patch() -> str:
     # two requests of 3 and 2 tokens, block size 16, blocks 5 and 7.
     slots = torch.full((6,), -7, dtype=torch.int64)
     _compute_slot_mapping_kernel_impl(
-        5, 6,
+        5,
+        6,
         torch.tensor([0, 3, 5], dtype=torch.int32),
         torch.tensor([0, 1, 2, 16, 17], dtype=torch.int64),
         torch.tensor([[5, 0], [9, 7]], dtype=torch.int32),
-        2, slots, 16,
-    )  # fmt: skip
+        2,
+        slots,
+        16,
+    )
     _expect(slots[:5].tolist() == [80, 81, 82, 7 * 16, 7 * 16 + 1], f"slot mapping {slots.tolist()}")
     return "patch committed; CPU slot mapping gives the right slots"
 

@@ -50,8 +50,10 @@ def cmd_patches(args: argparse.Namespace) -> int:
         print(f"wrote {out.relative_to(config.ROOT)}")
         return 0
     print(export.table())
-    print("\nREPRO_PATCHES=upstream runs the pristine release plus the patches it keeps; "
-          "`repro patches export NAME` writes docs/upstream/NAME.md")  # fmt: skip
+    print(
+        "\nREPRO_PATCHES=upstream runs the pristine release plus the patches it keeps; "
+        "`repro patches export NAME` writes docs/upstream/NAME.md"
+    )
     return 0
 
 

@@ -3,7 +3,7 @@ an upstream-ready report of one patch in ``docs/upstream/NAME.md``.
 
 The report holds the patch's header (bug, what, why, effect, fitness), the minimal reproduction
 (its ``Reproduce:`` lines), the before/after output the suite recorded in
-``results/bugs.json`` (written by tests/test_upstream_bugs.py: one entry per patch and mode),
+``results/bugs.json`` (written by tests/test_faults.py under ``REPRO_TEST_RECORD=1``: one entry per patch and mode),
 and the diff against the pristine release tag (the patch applied alone to the tag in a
 temporary worktree). Standard library only.
 """
@@ -66,8 +66,15 @@ def rows() -> list[dict[str, str]]:
                 in_tree = patches.state(tree, patch).value
             else:
                 in_tree = "kept (tree not made yet)"
-            out.append({"checkout": src.checkout, "patch": patch.name, "checkout state": in_checkout,
-                        "REPRO_PATCHES=upstream": in_tree, "fixes": patch.header("Bug") or "-"})  # fmt: skip
+            out.append(
+                {
+                    "checkout": src.checkout,
+                    "patch": patch.name,
+                    "checkout state": in_checkout,
+                    "REPRO_PATCHES=upstream": in_tree,
+                    "fixes": patch.header("Bug") or "-",
+                }
+            )
     return out
 
 
@@ -100,7 +107,7 @@ def pristine_diff(src: pins.Source, patch: patches.Patch) -> tuple[str, bool]:
 
 def _observation(seen: dict[str, object] | None) -> str:
     if not seen:
-        return "(not recorded yet: run `scripts/test.sh tests/test_upstream_bugs.py`)"
+        return "(not recorded yet: run `REPRO_TEST_RECORD=1 scripts/test.sh tests/test_faults.py`)"
     return "\n".join(f"{k}: {v}" for k, v in seen.items())
 
 
@@ -129,7 +136,7 @@ pristine release; without it the fix runs:
 {commands}
 ```
 
-Automated, both modes in one run: `scripts/test.sh tests/test_upstream_bugs.py`.
+Automated, both modes in one run (recorded into `results/bugs.json`): `REPRO_TEST_RECORD=1 scripts/test.sh tests/test_faults.py`.
 
 ## Before (pristine {src.version})
 

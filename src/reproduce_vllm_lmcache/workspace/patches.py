@@ -13,8 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from reproduce_vllm_lmcache.workspace.checkouts import git
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.workspace.checkouts import git
 
 PATCH_DIR = ROOT / "patches"
 
@@ -103,8 +103,7 @@ def apply(repo: Path, patch: Patch) -> State:
     if found is State.CONFLICT:
         detail = git(repo, "apply", "--check", str(patch.path), check=False).stderr.strip()
         raise PatchError(
-            f"patch {patch.path} does not apply to {repo.name}/ ({detail}); "
-            "fix the patch or your edits to those lines, then rerun"
+            f"patch {patch.path} does not apply to {repo.name}/ ({detail}); fix the patch or your edits to those lines, then rerun"
         )
     if found is State.APPLICABLE:
         try:

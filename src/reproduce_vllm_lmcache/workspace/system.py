@@ -66,8 +66,7 @@ def ensure() -> str:
     print(f"      installing {' '.join(debs)} from the platform's packages (apt-get) ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *debs], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *debs], env=env, capture_output=True, text=True)
     still = missing()
     if done.returncode != 0 or still:
         return f"apt-get could not install {' '.join(p.deb for p in still) or ' '.join(debs)} ({done.stderr.strip()[-200:]}); those scenarios skip"

@@ -13,9 +13,8 @@ import urllib.error
 import zipfile
 from pathlib import Path
 
-from reproduce_vllm_lmcache.workspace import fetch
-from reproduce_vllm_lmcache.workspace import pins
 from reproduce_vllm_lmcache.config import ROOT
+from reproduce_vllm_lmcache.workspace import fetch, pins
 
 WHEELHOUSE = ROOT / "wheelhouse"
 
@@ -24,9 +23,7 @@ def pip_find_links() -> list[str]:
     """Directories pip is configured to look in (environment first, then pip's config)."""
     dirs = fetch.env_list("UV_FIND_LINKS", "PIP_FIND_LINKS")
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30
-        ).stdout
+        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         out = ""
     for line in out.splitlines():
