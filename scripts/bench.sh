@@ -9,6 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
+"$REPRO" preflight bench # every knob, before any server starts
 
 export REPRO_MAX_MODEL_LEN=$REPRO_BENCH_MAX_MODEL_LEN
 new_run bench

@@ -9,6 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
+"$REPRO" preflight dev # every knob, before any server starts
 
 state="$REPRO_DEV_STATE_DIR"
 mkdir -p "$state"

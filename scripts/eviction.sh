@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
+"$REPRO" preflight eviction # every knob, before any server starts
 
 export REPRO_L1_SIZE_GB=$REPRO_EVICTION_L1_SIZE_GB
 new_run eviction

@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
+"$REPRO" preflight l2 # every knob, before any server starts
 
 REDIS_PID=""
 # Redis after the servers that use it; a fresh disk L2 folder per run, removed at the end.

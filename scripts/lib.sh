@@ -8,17 +8,13 @@ die() {
   exit 1
 }
 
-# Export every knob of defaults.env that the environment does not already set.
+# Export every knob of defaults.env that the environment does not already set. One parser for
+# bash and Python: src/reproduce_vllm_lmcache/config.py (standard library only, so any python3
+# runs it, before the project environment exists).
 load_defaults() {
-  local line key value
-  while IFS= read -r line || [[ -n $line ]]; do
-    [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
-    key=${line%%=*}
-    value=${line#*=}
-    if [[ -z ${!key+x} ]]; then
-      export "$key=${value/#\~/$HOME}"
-    fi
-  done <"$REPO_ROOT/defaults.env"
+  local exports
+  exports=$(python3 "$REPO_ROOT/src/reproduce_vllm_lmcache/config.py") || die "could not read $REPO_ROOT/defaults.env (see above)"
+  eval "$exports"
 }
 
 load_defaults

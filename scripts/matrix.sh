@@ -10,14 +10,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
+plan=$("$REPRO" preflight matrix --plan) # every knob, before any server starts
 new_run matrix
 seed="matrix-$(date +%s)"
 
-# configuration NAME CONNECTOR PREFIX_CACHING [TRANSFER_MODE] [ROUNDS]: restart vLLM so, run rounds.
+# configuration NAME CONNECTOR PREFIX_CACHING TRANSFER_MODE ROUNDS: restart vLLM so, run rounds.
 configuration() {
-  local name=$1 rounds=${5:-cold,warm}
-  [[ ,$REPRO_MATRIX_CONFIGURATIONS, == *,$name,* ]] || return 0
-  export REPRO_CONNECTOR=$2 REPRO_PREFIX_CACHING=$3 REPRO_TRANSFER_MODE=${4:-lmcache_driven}
+  local name=$1 rounds=$5
+  export REPRO_CONNECTOR=$2 REPRO_PREFIX_CACHING=$3 REPRO_TRANSFER_MODE=$4
   echo "=== configuration $name: connector=$2 prefix_caching=$3 transfer=$REPRO_TRANSFER_MODE rounds=$rounds"
   [[ $rounds != cold,warm ]] || clear_lmcache
   up_vllm "$REPRO_LOG_DIR/vllm-$name.log"
@@ -29,21 +29,17 @@ configuration() {
   down_vllm
 }
 
-[[ ,$REPRO_MATRIX_CONFIGURATIONS, == *,none,* ]] || die "REPRO_MATRIX_CONFIGURATIONS must include none (the baseline every answer is compared with)"
-[[ ,$REPRO_MATRIX_CONFIGURATIONS, != *,lmcache-restarted,* || ,$REPRO_MATRIX_CONFIGURATIONS, == *,lmcache,* ]] ||
-  die "REPRO_MATRIX_CONFIGURATIONS: lmcache-restarted needs lmcache (it replays lmcache's prompts)"
+# The steps of report/matrix.py (STEPS), one per line: NAME CONNECTOR APC TRANSFER ROUNDS SHM.
 up_lmcache "$REPRO_LOG_DIR/lmcache.log"
-configuration none 0 0
-configuration apc 0 1
-configuration lmcache 1 0
-configuration lmcache-restarted 1 0 lmcache_driven restart
-configuration both 1 1
-configuration lmcache-engine-pickle 1 0 engine_driven
+shm_up=0
+while read -r -u 3 name connector apc transfer rounds shm; do
+  if [[ $shm == 1 && $shm_up == 0 ]]; then # LMCache again, with a shared-memory segment
+    down_lmcache
+    REPRO_LMCACHE_SHM_NAME="repro_lmcache_$REPRO_LMCACHE_PORT" up_lmcache "$REPRO_LOG_DIR/lmcache-shm.log"
+    shm_up=1
+  fi
+  configuration "$name" "$connector" "$apc" "$transfer" "$rounds"
+done 3<<<"$plan"
 down_lmcache
-if [[ ,$REPRO_MATRIX_CONFIGURATIONS, == *,lmcache-engine-shm,* ]]; then
-  REPRO_LMCACHE_SHM_NAME="repro_lmcache_$REPRO_LMCACHE_PORT" up_lmcache "$REPRO_LOG_DIR/lmcache-shm.log"
-  configuration lmcache-engine-shm 1 0 engine_driven
-  down_lmcache
-fi
 
 "$REPRO" matrix-report "$run_dir"

@@ -15,6 +15,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
+"$REPRO" preflight nodes # every knob, before any server starts
 
 NAMESPACES=() SCRIPTS=()
 new_run nodes 'stop_scripts; remove_namespaces; rm -rf -- "$REPRO_REDIS_DIR/${run_dir##*/}"'

@@ -6,6 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
+"$REPRO" preflight shared # every knob, before any server starts
 
 SECOND_PID="" SECOND_LOG=""
 new_run shared '[[ -z $SECOND_PID ]] || stop_server vllm-2 "$SECOND_PID" "$SECOND_LOG"'

@@ -11,7 +11,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
-"$REPRO" soak check
+"$REPRO" preflight soak # every knob and Prometheus, before any server starts
 
 export REPRO_L1_SIZE_GB=$REPRO_SOAK_L1_SIZE_GB REPRO_MAX_NUM_SEQS=$REPRO_SOAK_MAX_NUM_SEQS
 PROM_PID="" PROM_LOG="" SAMPLER_PID="" SAMPLER_LOG="" LOOP_PIDS=""

@@ -9,6 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
+"$REPRO" preflight startup # every knob, before any server starts
 
 PRELOAD_PID=""
 new_run startup '[[ -z $PRELOAD_PID ]] || stop_server preload "$PRELOAD_PID" "$REPRO_LOG_DIR/preload.log"'

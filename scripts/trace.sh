@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
+"$REPRO" preflight trace # every knob, before any server starts
 
 export REPRO_TRACE=1
 new_run trace

@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-"$REPRO" workload check # every knob, before any server starts
+"$REPRO" preflight workload # every knob, before any server starts
 new_run workload
 
 # configuration NAME CONCURRENCY: vLLM with the knobs in force (see `repro workload env`), every working set.

@@ -6,8 +6,9 @@ import os
 import pytest
 
 from reproduce_vllm_lmcache import config
-from reproduce_vllm_lmcache.experiments import bench, floor
-from reproduce_vllm_lmcache.report import compare, stats
+from reproduce_vllm_lmcache.experiments import bench
+from reproduce_vllm_lmcache.report import bench as bench_report
+from reproduce_vllm_lmcache.report import compare, floor, stats
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 from reproduce_vllm_lmcache.workspace import checkouts
 
@@ -127,11 +128,11 @@ def test_store_overhead_is_judged_against_the_no_connector_baseline() -> None:
         "warm_ttft_samples": [0.2],
         "warm_hit_tokens": 512,
     }
-    points = bench.merge([{"machine": m, "points": [base]}, {"machine": m, "points": [lm]}])
+    points = bench_report.merge([{"machine": m, "points": [base]}, {"machine": m, "points": [lm]}])
     merged = next(p for p in points if p["chunk_size"] == 256)
     assert merged["cold_vs_no_connector"]["verdict"] == "unchanged"
     assert merged["speedup"] == 5.1 and merged["tail_tokens"] == 128
-    assert "| 640 | 256 |" in bench.table(points) and "| 640 | none |" in bench.table(points)
+    assert "| 640 | 256 |" in bench_report.table(points) and "| 640 | none |" in bench_report.table(points)
 
 
 def test_lmcache_warm_ttft_stands_beside_vllms_own_prefix_cache() -> None:
@@ -159,12 +160,12 @@ def test_lmcache_warm_ttft_stands_beside_vllms_own_prefix_cache() -> None:
         "warm_ttft_samples": [0.3],
         "warm_hit_tokens": 2944,
     }
-    points = bench.merge([{"machine": m, "points": [base, apc]}, {"machine": m, "points": [lm]}])
+    points = bench_report.merge([{"machine": m, "points": [base, apc]}, {"machine": m, "points": [lm]}])
     merged = {stats.cache_of(p): p for p in points}
     assert merged["lmcache"]["apc_warm_ttft_s"] == 0.2 and merged["lmcache"]["warm_over_apc"] == 1.5
     assert "floor_s" not in merged["apc"] and merged["apc"]["speedup"] == 30.5
     assert "cold_vs_no_connector" not in merged["apc"]
-    table = bench.table(points)
+    table = bench_report.table(points)
     assert "| 3000 | APC | 6.100 | 0.200 | 30.5x | 2944 |" in table and "| 0.200 | 1.50 |" in table
     assert compare.samples({"points": points}).keys() >= {"p3000 APC warm", "p3000 chunk 64 warm", "p3000 chunk 0 cold"}
     # Sweeps recorded before the column: chunk 0 is the no-connector baseline.

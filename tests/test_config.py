@@ -1,6 +1,9 @@
 """Knob resolution: defaults.env parsed once, environment wins."""
 
+import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +52,13 @@ def test_knob_reference_keeps_each_comment_with_the_knobs_under_it() -> None:
         ("one", [("A", "1", "Ports of A and B."), ("B", "2", "Ports of A and B."), ("C", "3", "")]),
         ("two", [("D", "x", "D.")]),
     ]
+
+
+def test_bash_and_python_read_defaults_env_alike() -> None:
+    """scripts/lib.sh exports what config.get says, for every knob (one parser: config.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_")} | {"REPRO_PROMPT_TOKENS": " 7 "}
+    out = subprocess.run(["bash", "-c", "source scripts/lib.sh && env -0"], cwd=config.ROOT, env=env, capture_output=True, check=True)
+    seen = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if item.startswith("REPRO_"))
+    expected = {key: config.get(key, env) for key in config.defaults()}
+    expected = {k: str(Path(v).expanduser()) if v.startswith("~") else v for k, v in expected.items()}
+    assert seen == expected

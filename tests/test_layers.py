@@ -11,7 +11,7 @@ from reproduce_vllm_lmcache.config import ROOT
 PACKAGE = "reproduce_vllm_lmcache"
 SOURCE = ROOT / "src" / PACKAGE
 # Lowest first: config (the knobs) under everything, the top-level command line over everything.
-ORDER = ("config", "workspace", "servers", "report", "experiments", "cli")
+ORDER = ("config", "knobs", "workspace", "servers", "report", "experiments", "cli")
 
 
 def layer(dotted: str) -> str:

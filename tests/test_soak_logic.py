@@ -8,7 +8,7 @@ from multiprocessing import shared_memory
 
 import pytest
 
-from reproduce_vllm_lmcache.experiments import soak
+from reproduce_vllm_lmcache.report import soak
 from reproduce_vllm_lmcache.servers import prometheus
 
 BOUNDS = soak.Bounds(warmup_s=10, recovery_s=5, rss_growth_mb=100, shm_growth_mb=10, hit_recovery=0.8, eviction_share=0.5, tie_tolerance=0)

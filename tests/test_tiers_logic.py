@@ -99,7 +99,7 @@ def test_hit_tokens_are_whole_stored_chunks_less_the_last_prompt_token(prompt, s
 
 
 def test_profile_summary_counts_inclusive_and_self_samples_per_function() -> None:
-    from reproduce_vllm_lmcache.experiments import profile
+    from reproduce_vllm_lmcache.report import profile
 
     lines = [
         'process 7:"python -m vllm serve";thread (0x1);step (vllm/v1/engine/core.py:10);forward (model.py:5) 30',

@@ -101,3 +101,28 @@ def knobs_markdown() -> str:
         out += ["", f"## {name}", "", "| knob | default | what it does |", "|---|---|---|"]
         out += [f"| `{key}` | `{value}` | {meaning.replace('|', '/')} |" for key, value, meaning in knobs]
     return "\n".join(out) + "\n"
+
+
+def shell_exports(environ: dict[str, str] | None = None) -> str:
+    """``export KEY=value`` lines, for bash (scripts/lib.sh), of every knob the environment does
+    not set: the one parser of defaults.env for both languages. A leading ``~`` becomes $HOME."""
+    import shlex
+
+    env = os.environ if environ is None else environ
+    home = env.get("HOME", str(Path.home()))
+    lines = []
+    for key, value in defaults().items():
+        if key not in env:
+            value = home + value[1:] if value == "~" or value.startswith("~/") else value
+            lines.append(f"export {key}={shlex.quote(value)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python3 config.py: the exports; run before the project environment exists
+    import sys
+
+    try:
+        sys.stdout.write(shell_exports())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc

@@ -9,6 +9,8 @@ loop) at the very end, so every other case meets a serving server.
 
 from __future__ import annotations
 
+import argparse
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -198,3 +200,19 @@ def run(settings: Settings, targets: tuple[str, ...] = ("vllm", "lmcache"), prog
         finally:
             ctx.destroy(linger=0)
     return outcomes
+
+
+def main(args: argparse.Namespace) -> int:
+    """``repro bad-input``: the bad-input suite against the running servers; exit 1 when a server stopped serving."""
+    from reproduce_vllm_lmcache.servers.settings import Settings
+
+    settings = Settings.from_env()
+    targets = ("vllm", "lmcache") if args.target == "both" else (args.target,)
+    print(f"bad input to {', '.join(targets)} on {settings.host} (every case, then a real request and the health endpoint)")
+    outcomes = run(settings, targets)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([o.as_dict() for o in outcomes], indent=1) + "\n")
+    failed = [o for o in outcomes if not o.ok]
+    print(f"{len(outcomes) - len(failed)}/{len(outcomes)} cases ok" + (f"; not ok: {', '.join(o.case for o in failed)}" if failed else ""))
+    return 1 if failed else 0

@@ -1,12 +1,13 @@
 """The sweep of scripts/bench.sh: cold vs warm TTFT per prompt length and chunk size, the
 machine's floor for each point, and where a warm request's time goes.
 
-``measure`` runs against the servers that are up (one chunk size, or no connector at all);
-``report`` merges a run folder's ``points-*.json`` into ``bench.json`` and plots it.
+``measure`` (``repro bench``) runs against the servers that are up (one chunk size, or no
+connector at all); report/bench.py merges a run folder's ``points-*.json`` into ``bench.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
@@ -14,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reproduce_vllm_lmcache.experiments import client, floor
-from reproduce_vllm_lmcache.report import stats
-from reproduce_vllm_lmcache.servers.settings import Settings
+from reproduce_vllm_lmcache import knobs
+from reproduce_vllm_lmcache.experiments import client
+from reproduce_vllm_lmcache.report import floor, results, stats
+from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 
 RETRIEVED = re.compile(r"Retrieved (\d+) tokens in ([\d.]+) seconds")
 PREFETCHED = re.compile(r"Prefetch request completed .* in ([\d.]+) ms")
@@ -141,89 +143,24 @@ def measure(settings: Settings, lengths: list[int], repeats: int, lmcache_log: P
     return {"machine": found.as_dict(), "points": points}
 
 
-def with_floor(p: dict[str, Any], m: floor.Machine) -> dict[str, Any]:
-    if "warm_ttft_s" not in p:
-        return p
-    if stats.cache_of(p) == "apc":  # nothing is copied: the floor models LMCache's load
-        return {**p, "speedup": round(p["cold_ttft_s"] / p["warm_ttft_s"], 2)}
-    parts = floor.floor(m, p["prompt_tokens"], p["warm_hit_tokens"], p["cold_ttft_s"])
-    return {
-        **p,
-        **parts,
-        "speedup": round(p["cold_ttft_s"] / p["warm_ttft_s"], 2),
-        "warm_over_floor": round(p["warm_ttft_s"] / parts["floor_s"], 2),
-    }
+def main(args: argparse.Namespace) -> int:
+    """One configuration of the sweep, against the running servers: points-<configuration>.json."""
+    from reproduce_vllm_lmcache.servers.settings import Settings
 
-
-def merge(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """All points with their floors; LMCache points get the store overhead against the
-    no-connector baseline at the same length, and their warm TTFT beside vLLM's own prefix
-    cache's (APC) at the same length, when the sweep has them."""
-    points = [with_floor(p, floor.Machine(**part["machine"])) for part in parts for p in part["points"]]
-    baseline = {p["prompt_tokens"]: p for p in points if stats.cache_of(p) == "none"}
-    apc = {p["prompt_tokens"]: p for p in points if stats.cache_of(p) == "apc" and "warm_ttft_s" in p}
-    for p in points:
-        if stats.cache_of(p) != "lmcache":
-            continue
-        base = baseline.get(p["prompt_tokens"])
-        if base:
-            p["cold_vs_no_connector"] = stats.verdict(base["cold_ttft_samples"], p["cold_ttft_samples"])
-        own = apc.get(p["prompt_tokens"])
-        if own and "warm_ttft_s" in p:
-            p["apc_warm_ttft_s"] = own["warm_ttft_s"]
-            p["warm_over_apc"] = round(p["warm_ttft_s"] / own["warm_ttft_s"], 2)
-    return points
-
-
-def table(points: list[dict[str, Any]]) -> str:
-    lines = [
-        "| tokens | chunk | cold TTFT s | warm TTFT s | speedup | hit tokens | floor s | warm/floor | cold vs plain vLLM | APC warm s | warm/APC |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    order = {"none": 0, "apc": 1, "lmcache": 2}
-    for p in sorted(points, key=lambda p: (order[stats.cache_of(p)], p["chunk_size"], p["prompt_tokens"])):
-        if "warm_ttft_s" not in p:
-            lines.append(f"| {p['prompt_tokens']} | none | {p['cold_ttft_s']:.3f} | | | | | | | | |")
-            continue
-        if stats.cache_of(p) == "apc":
-            lines.append(
-                f"| {p['prompt_tokens']} | APC | {p['cold_ttft_s']:.3f} | {p['warm_ttft_s']:.3f} | {p['speedup']:.1f}x "
-                f"| {p['warm_hit_tokens']} | | | | | |"
-            )
-            continue
-        vs = p.get("cold_vs_no_connector")
-        overhead = f"{vs['ratio']:.2f} ({vs['verdict']})" if vs else ""
-        apc = f"{p['apc_warm_ttft_s']:.3f} | {p['warm_over_apc']:.2f}" if "apc_warm_ttft_s" in p else " | "
-        lines.append(
-            f"| {p['prompt_tokens']} | {p['chunk_size']} | {p['cold_ttft_s']:.3f} | {p['warm_ttft_s']:.3f} "
-            f"| {p['speedup']:.1f}x | {p['warm_hit_tokens']} | {p['floor_s']:.3f} | {p['warm_over_floor']:.1f} "
-            f"| {overhead} | {apc} |"
-        )
-    return "\n".join(lines)
-
-
-def breakdown_table(points: list[dict[str, Any]]) -> str:
-    keys = ("client_ttft_s", "frontend_s", "vllm_queue_s", "vllm_prefill_s", "lmcache_prefetch_s", "lmcache_retrieve_s")
-    lines = [
-        "| tokens | chunk | tail tokens | " + " | ".join(k.removesuffix("_s") for k in keys) + " | floor tail s |",
-        "|---:|---:|---:|" + "---:|" * (len(keys) + 1),
-    ]
-    for p in sorted(points, key=lambda p: (p["chunk_size"], p["prompt_tokens"])):
-        if "breakdown" in p and stats.cache_of(p) == "lmcache":
-            b = p["breakdown"]
-            cells = " | ".join(f"{b[k]:.3f}" for k in keys)
-            lines.append(f"| {p['prompt_tokens']} | {p['chunk_size']} | {p['tail_tokens']} | {cells} | {p['floor_tail_s']:.3f} |")
-    return "\n".join(lines)
-
-
-def report(run_dir: Path) -> tuple[dict[str, Any], Path]:
-    """bench.json from the folder's points-*.json (and vLLM ready times)."""
-    parts = [json.loads(p.read_text()) for p in sorted(run_dir.glob("points-*.json"))]
-    if not parts:
-        raise FileNotFoundError(f"no points-*.json in {run_dir}")
-    data = {
-        "config": parts[0]["config"],
-        "configurations": [{k: part[k] for k in ("configuration", "machine", "vllm_ready_s")} for part in parts],
-        "points": merge(parts),
-    }
-    return data, run_dir / "bench.json"
+    settings = Settings.from_env()
+    k = knobs.Bench.from_env()
+    lengths, repeats = list(k.prompt_tokens), k.repeats
+    too_long = [n for n in lengths if n + settings.max_tokens > settings.max_model_len]
+    if too_long:
+        raise KnobError(f"REPRO_BENCH_PROMPT_TOKENS {too_long} do not fit REPRO_MAX_MODEL_LEN={settings.max_model_len}")
+    print(f"bench {args.configuration}: prompts {lengths} tokens, {repeats} repeats, chunk size {settings.chunk_size}")
+    found = measure(settings, lengths, repeats, args.lmcache_log, knobs.Requests.from_env().timeout_s)
+    found.update(
+        configuration=args.configuration,
+        vllm_ready_s=args.vllm_ready_s,
+        config={"knobs": knobs.resolved(), **settings.as_dict(), **results.environment()},
+    )
+    path = args.run_dir / f"points-{args.configuration}.json"
+    path.write_text(results.relative(json.dumps(found, indent=2)) + "\n")
+    print(f"recorded {path}")
+    return 0

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import requests
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments import prompts
 from reproduce_vllm_lmcache.servers import http_client, metrics
 from reproduce_vllm_lmcache.servers.settings import ServerDown, Settings
@@ -214,7 +214,7 @@ class Session:
     def warmup(self) -> None:
         """One unmeasured request of REPRO_WARMUP_TOKENS (the first request after a start pays
         one-off costs: 16 s instead of 0.6 s for 640 tokens)."""
-        tokens = int(config.get("REPRO_WARMUP_TOKENS"))
+        tokens = int(knobs.text("REPRO_WARMUP_TOKENS"))
         if tokens:
             self.round("warmup", f"p{tokens}", self.prompt(tokens, seed=f"warmup-{time.time_ns()}"), 600)
 
@@ -225,7 +225,7 @@ class Session:
         prefill, one after a decode step): more tokens only add decode time. Returns its seconds."""
         ids = self.tokenize("The capital of France is")[: max(1, self.settings.chunk_size - 1)]
         started = time.perf_counter()
-        complete(self.client, self.settings, self.model, ids, float(config.get("REPRO_REQUEST_TIMEOUT")), max_tokens=2)
+        complete(self.client, self.settings, self.model, ids, float(knobs.text("REPRO_REQUEST_TIMEOUT")), max_tokens=2)
         return time.perf_counter() - started
 
     def prompt(self, tokens: int, seed: str) -> list[int]:

@@ -11,12 +11,17 @@ resident chunks.
 
 from __future__ import annotations
 
+import argparse
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments.client import Session
+from reproduce_vllm_lmcache.experiments.record import with_session
 from reproduce_vllm_lmcache.experiments.scenarios import hit_tokens, verdict
 from reproduce_vllm_lmcache.servers import lmcache_api
+from reproduce_vllm_lmcache.servers.settings import Settings
 
 POLICIES = ("LRU", "noop")
 
@@ -146,3 +151,13 @@ def run(session: Session, policy: str, tokens: int, prompts: int, seed: str, tim
         requests=rows,
     )
     return result
+
+
+def main(args: argparse.Namespace) -> int:
+    """``repro eviction``: a prompt stream through a small L1, hits predicted by the policy vs observed."""
+    policy = Settings.from_env().eviction_policy
+    k = knobs.Eviction.from_env()
+    tokens, prompts = k.prompt_tokens, k.prompts
+    timeout = knobs.Requests.from_env().timeout_s
+    seed = f"evict-{time.time_ns()}"
+    return with_session(lambda s: run(s, policy, tokens, prompts, seed, timeout), args.run_dir, f"eviction-{policy}.json")

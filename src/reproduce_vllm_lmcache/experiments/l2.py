@@ -4,14 +4,18 @@ the L2 store itself (Redis key count, files on disk)."""
 
 from __future__ import annotations
 
+import argparse
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments.client import Session
+from reproduce_vllm_lmcache.experiments.record import with_session
 from reproduce_vllm_lmcache.experiments.scenarios import full_chunks, verdict
 from reproduce_vllm_lmcache.servers import lmcache_api, metrics
+from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 
 
 def redis_command(host: str, port: int, *words: str) -> str:
@@ -103,3 +107,14 @@ def run(session: Session, tokens: int, seed: str, timeout: float) -> dict[str, A
         l2_status=lmcache_api.l2_adapters(lmcache_api.status(session.client, url)),
     )
     return result
+
+
+def main(args: argparse.Namespace) -> int:
+    """``repro l2``: store a prompt in L1 and L2, clear L1, serve the warm request from L2."""
+    settings = Settings.from_env()
+    if settings.l2 == "none":
+        raise KnobError("REPRO_L2=none: the L2 scenario needs REPRO_L2=redis or disk (scripts/l2.sh sets it)")
+    tokens = knobs.Prompts.of("l2").tokens
+    timeout = knobs.Requests.from_env().timeout_s
+    seed = f"l2-{settings.l2}-{time.time_ns()}"
+    return with_session(lambda s: run(s, tokens, seed, timeout), args.run_dir, f"l2-{settings.l2}.json")

@@ -7,6 +7,7 @@ inside that namespace (servers.netns)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 
 import requests
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments import l2
 from reproduce_vllm_lmcache.experiments.client import Round, Session
 from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
@@ -309,8 +310,31 @@ def seed() -> str:
 
 
 def prompt_tokens() -> int:
-    return int(config.get("REPRO_NODES_PROMPT_TOKENS"))
+    return knobs.Prompts.of("nodes").tokens
 
 
 def load(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
+
+
+def main(args: argparse.Namespace) -> int:
+    """One phase of scripts/nodes.sh against nodes it started (each maybe in its own namespace)."""
+    from reproduce_vllm_lmcache.experiments.record import record
+    from reproduce_vllm_lmcache.report import results
+
+    timeout = knobs.Requests.from_env().timeout_s
+    specs = [NodeSpec.parse(text) for text in args.node]
+    opened = [Node(spec) for spec in specs]
+    try:
+        if args.phase == "share":
+            a, b = opened
+            part = share(a, b, prompt_tokens(), seed(), timeout, args.coordinator)
+            results.write(args.run_dir, "nodes-share.json", part, latest=False)
+            return 0
+        first = load(args.run_dir / "nodes-share.json")
+        part = after_restart(opened[0], first, timeout, args.coordinator)
+        found = summary(first, part, {"mode": args.topology, "nodes": [vars(s) for s in specs]})
+        return record(args.run_dir, "nodes.json", found, opened[0].session.settings.as_dict())
+    finally:
+        for node in opened:
+            node.close()

@@ -6,8 +6,11 @@ same seed (so the long prompt is already stored in LMCache).
 
 from __future__ import annotations
 
+import argparse
+import json
 from typing import Any
 
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments.client import Round, Session
 
 
@@ -78,3 +81,16 @@ def run_all(session: Session, seed: str, timeout: float) -> list[dict[str, Any]]
         partial_prefix(session, stored, shared=length * 2 // 3, seed=seed, timeout=timeout),
         multi_turn_chat(session, seed, timeout),
     ]
+
+
+def main(args: argparse.Namespace) -> int:
+    """``repro scenarios``: negative, partial-prefix and multi-turn chat scenarios on the running servers."""
+    from reproduce_vllm_lmcache.servers.settings import Settings
+
+    session = Session(Settings.from_env())
+    try:
+        found = run_all(session, args.seed, knobs.Requests.from_env().timeout_s)
+    finally:
+        session.close()
+    args.output.write_text(json.dumps({"scenarios": found}, indent=2) + "\n")
+    return 0 if all(s["passed"] for s in found) else 1

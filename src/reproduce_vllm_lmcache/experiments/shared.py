@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import time
 from dataclasses import replace
 from typing import Any
 
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments.client import Session
+from reproduce_vllm_lmcache.experiments.record import with_session
 from reproduce_vllm_lmcache.experiments.scenarios import full_chunks, verdict
 
 
@@ -45,3 +49,19 @@ def run(first: Session, second: Session, tokens: int, seed: str, timeout: float)
 def second_session(first: Session, second_port: int) -> Session:
     """A session with the second instance (same knobs, other port)."""
     return Session(replace(first.settings, vllm_port=second_port))
+
+
+def main(args: argparse.Namespace) -> int:
+    """``repro shared``: a prompt prefilled on one vLLM instance is a hit on the second."""
+    tokens = knobs.Prompts.of("shared").tokens
+    timeout = knobs.Requests.from_env().timeout_s
+    port = knobs.SecondVllm.from_env().port
+
+    def both(first: Session) -> dict[str, Any]:
+        second = second_session(first, port)
+        try:
+            return run(first, second, tokens, f"shared-{time.time_ns()}", timeout)
+        finally:
+            second.close()
+
+    return with_session(both, args.run_dir, "shared.json")

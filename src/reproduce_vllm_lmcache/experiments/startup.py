@@ -3,6 +3,7 @@ cost of the first request after the start (scripts/startup.sh)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
@@ -11,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import config, knobs
 from reproduce_vllm_lmcache.experiments import client
 
 # "(APIServer pid=12) INFO 11-30 12:31:48 [api_utils.py:347] ..."
@@ -73,7 +74,7 @@ def first_requests(tokens: int, seed: str) -> dict[str, float]:
         ttfts = []
         for n in (1, 2):
             ids = session.prompt(tokens, seed=f"{seed}-first{n}")
-            r = client.complete(session.client, session.settings, session.model, ids, float(config.get("REPRO_REQUEST_TIMEOUT")))
+            r = client.complete(session.client, session.settings, session.model, ids, float(knobs.text("REPRO_REQUEST_TIMEOUT")))
             ttfts.append(float(r["ttft"]))  # type: ignore[arg-type]
     finally:
         session.close()
@@ -90,8 +91,8 @@ def record(run_dir: Path, configuration: str, log: Path, started: float, ready: 
     row = {
         "configuration": configuration,
         "layout": settings.vllm_layout,
-        "warmup": config.get("REPRO_VLLM_WARMUP") == "1",
-        "preload": config.get("REPRO_PRELOAD") == "auto" and "forked from the preload server" in text,
+        "warmup": knobs.text("REPRO_VLLM_WARMUP") == "1",
+        "preload": knobs.text("REPRO_PRELOAD") == "auto" and "forked from the preload server" in text,
         "script_to_ready_s": round(warmed - started, 1),
         "vllm_processes": int(milestones.pop("processes", 0)),
         "phases_s": phases(started, milestones, ready, warmed),
@@ -155,9 +156,18 @@ def report(run_dir: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in (run_dir / "starts.jsonl").read_text().splitlines() if line.strip()]
     from reproduce_vllm_lmcache.report import results
 
-    data = {"config": {"knobs": config.resolved(), **results.environment()}, "starts": rows, "summary": summarize(rows)}
+    data = {"config": {"knobs": knobs.resolved(), **results.environment()}, "starts": rows, "summary": summarize(rows)}
     (run_dir / "startup.md").write_text(table(data["summary"]) + "\n")
     results.write(run_dir, "startup.json", data, latest=False)
     print(table(data["summary"]))
     print(f"\nrecorded {run_dir / 'startup.json'}")
     return data
+
+
+def main(args: argparse.Namespace) -> int:
+    """``repro startup``: record one vLLM start of scripts/startup.sh, or --report the run."""
+    if args.report:
+        report(args.run_dir)
+        return 0
+    record(args.run_dir, args.configuration, args.log, args.started, args.ready, args.warmed, args.tokens)
+    return 0

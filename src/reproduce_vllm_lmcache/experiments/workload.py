@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs as readers
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings, venv_bin
 
 # name -> (LMCache connector, vLLM's automatic prefix caching)
@@ -40,7 +41,7 @@ PASSES = ("fill", "measured")
 
 
 def _numbers(key: str, env: dict[str, str], kind: type = float) -> list[Any]:
-    raw = config.get(key, env)
+    raw = readers.text(key, env)
     try:
         values = [kind(x) for x in raw.replace(" ", ",").split(",") if x]
     except ValueError:
@@ -51,7 +52,7 @@ def _numbers(key: str, env: dict[str, str], kind: type = float) -> list[Any]:
 
 
 def _positive(key: str, env: dict[str, str]) -> int:
-    raw = config.get(key, env)
+    raw = readers.text(key, env)
     if not raw.isdigit() or int(raw) < 1:
         raise KnobError(f"{key}={raw!r}: expected a whole number of at least 1")
     return int(raw)
@@ -76,12 +77,12 @@ class Knobs:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Knobs:
         env = dict(os.environ) if env is None else env
-        names = tuple(x for x in config.get("REPRO_WORKLOAD_CONFIGURATIONS", env).replace(" ", ",").split(",") if x)
+        names = tuple(x for x in readers.text("REPRO_WORKLOAD_CONFIGURATIONS", env).replace(" ", ",").split(",") if x)
         unknown = [n for n in names if n not in CONFIGURATIONS]
         if unknown or not names:
             raise KnobError(f"REPRO_WORKLOAD_CONFIGURATIONS: unknown {unknown or 'empty list'}; choose from {', '.join(CONFIGURATIONS)}")
         ratios = tuple(_numbers("REPRO_WORKLOAD_RATIOS", env))
-        raw_ldqa = config.get("REPRO_WORKLOAD_LDQA_RATIOS", env)
+        raw_ldqa = readers.text("REPRO_WORKLOAD_LDQA_RATIOS", env)
         ldqa = tuple(_numbers("REPRO_WORKLOAD_LDQA_RATIOS", env)) if raw_ldqa.strip() else ()
         if set(ldqa) - set(ratios):
             raise KnobError(
@@ -97,7 +98,7 @@ class Knobs:
             suffix_tokens=_positive("REPRO_WORKLOAD_SUFFIX_TOKENS", env),
             output_tokens=_positive("REPRO_WORKLOAD_OUTPUT_TOKENS", env),
             repeats=_positive("REPRO_WORKLOAD_REPEATS", env),
-            seed=int(config.get("REPRO_WORKLOAD_SEED", env)),
+            seed=int(readers.text("REPRO_WORKLOAD_SEED", env)),
             ldqa_ratios=ldqa,
         )
 
@@ -119,8 +120,8 @@ class Knobs:
         blocks, max-num-seqs matching the concurrency, connector and prefix caching."""
         env = dict(os.environ) if environ is None else environ
         connector, apc = CONFIGURATIONS[name]
-        block = int(config.get("REPRO_BLOCK_SIZE", env))
-        extra = config.get("REPRO_VLLM_EXTRA_ARGS", env)
+        block = int(readers.text("REPRO_BLOCK_SIZE", env))
+        extra = readers.text("REPRO_VLLM_EXTRA_ARGS", env)
         return {
             "REPRO_CONNECTOR": str(int(connector)),
             "REPRO_PREFIX_CACHING": str(int(apc)),
@@ -181,7 +182,7 @@ class Knobs:
 
 
 def kv_bytes(settings: Settings) -> int:
-    from reproduce_vllm_lmcache.experiments import floor
+    from reproduce_vllm_lmcache.report import floor
 
     return floor.kv_bytes_per_token(floor.model_config(settings.model), settings.dtype)
 
@@ -421,7 +422,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Every working set of one configuration against the running servers."""
-    from reproduce_vllm_lmcache.experiments import floor
+    from reproduce_vllm_lmcache.report import floor
 
     settings, knobs = _settings_and_knobs(args.configuration, args.concurrency)
     if (settings.connector, settings.prefix_caching) != CONFIGURATIONS[args.configuration]:

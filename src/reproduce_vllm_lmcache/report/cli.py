@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.servers.settings import KnobError
 
 
@@ -24,7 +24,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     """Markdown table of every recorded cold/warm run (results/runs/*/run.json)."""
     from reproduce_vllm_lmcache.report import judging
 
-    runs_dir = config.path("REPRO_RESULTS_DIR") / "runs"
+    runs_dir = knobs.path("REPRO_RESULTS_DIR") / "runs"
     runs = [(p.parent.name, json.loads(p.read_text())) for p in sorted(runs_dir.glob("*/run.json"))]
     print(judging.history(runs))
     return 0
@@ -52,7 +52,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     elif args.a or args.b:
         raise KnobError("give both results to compare, or neither (the latest two)")
     else:
-        a, b = compare.latest_two(config.path("REPRO_RESULTS_DIR") / "runs", args.label)
+        a, b = compare.latest_two(knobs.path("REPRO_RESULTS_DIR") / "runs", args.label)
     _, text = compare.run(a, b)
     print(text)
     return 0
@@ -77,7 +77,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """report.html of run folders, and results/index.html."""
     from reproduce_vllm_lmcache.report import html
 
-    results_dir = config.path("REPRO_RESULTS_DIR")
+    results_dir = knobs.path("REPRO_RESULTS_DIR")
     folders = sorted(p for p in (results_dir / "runs").iterdir() if p.is_dir()) if args.all else args.run_dirs
     for run_dir in folders:
         if not run_dir.is_dir():
@@ -95,7 +95,7 @@ def cmd_workload_report(args: argparse.Namespace) -> int:
     summary = workloads.summarize(args.run_dir)
     capacity = summary["rows"][0]["capacity_tokens"]
     images = plots.workload(summary["rows"], summary["floor_s"], capacity, args.run_dir)
-    summary["config"] = {"knobs": config.resolved(), **results.environment()}
+    summary["config"] = {"knobs": knobs.resolved(), **results.environment()}
     path = results.write(args.run_dir, "workload.json", summary, latest=False)
     text = workloads.lines(summary)
     (args.run_dir / "workload.md").write_text("\n".join(text) + "\n")
@@ -109,7 +109,7 @@ def register(sub: Any) -> None:
     p.add_argument("run_dir", type=Path)
     p.set_defaults(func=cmd_workload_report)
     p = sub.add_parser("table", help="print the table of a recorded run.json")
-    p.add_argument("file", type=Path, nargs="?", default=config.path("REPRO_RESULTS_DIR") / "latest.json")
+    p.add_argument("file", type=Path, nargs="?", default=knobs.path("REPRO_RESULTS_DIR") / "latest.json")
     p.set_defaults(func=cmd_table)
     sub.add_parser("history", help="markdown table of every recorded run").set_defaults(func=cmd_history)
     p = sub.add_parser("account", help="where each warm request of a run folder spent its time, stage by stage")

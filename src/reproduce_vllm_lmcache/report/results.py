@@ -12,14 +12,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import config, knobs
 from reproduce_vllm_lmcache.report import html
 from reproduce_vllm_lmcache.servers.settings import cpu_flags
 from reproduce_vllm_lmcache.workspace import checkouts, pins
 
 
 def results_dir() -> Path:
-    return config.path("REPRO_RESULTS_DIR")
+    return knobs.path("REPRO_RESULTS_DIR")
 
 
 def new_run_dir(label: str, now: float | None = None) -> Path:

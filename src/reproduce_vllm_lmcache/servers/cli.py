@@ -8,14 +8,14 @@ import json
 import sys
 from typing import Any
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 
 
 def cmd_config(args: argparse.Namespace) -> int:
     from reproduce_vllm_lmcache.servers.settings import Settings
 
     settings = Settings.from_env()
-    print(json.dumps({"knobs": config.resolved(), "resolved": settings.as_dict()}, indent=2))
+    print(json.dumps({"knobs": knobs.resolved(), "resolved": settings.as_dict()}, indent=2))
     return 0
 
 
@@ -25,7 +25,7 @@ def cmd_command(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if args.server == "preload":
-        argv = settings.preload_argv(config.get("REPRO_PRELOAD_SOCKET"))
+        argv = settings.preload_argv(knobs.text("REPRO_PRELOAD_SOCKET"))
     else:
         argv = {
             "lmcache": settings.lmcache_argv,
@@ -76,7 +76,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     if args.server == "vllm":
         for line in remove_stale_segments():
             print(f"vllm: {line}")
-    memory = check_memory(settings, args.server, float(config.get("REPRO_MEMORY_HEADROOM_GB")))
+    memory = check_memory(settings, args.server, float(knobs.text("REPRO_MEMORY_HEADROOM_GB")))
     shown = {k: v for k, v in settings.as_dict().items() if k not in ("prompt_tokens", "max_tokens")}
     if args.server == "lmcache":
         keys = (
@@ -110,7 +110,7 @@ def cmd_guard(args: argparse.Namespace) -> int:
     if not settings.connector:
         print("vllm: no connector, LMCache not used")
         return 0
-    print("vllm: " + check_namespace(settings, config.get("REPRO_NAMESPACE_GUARD")))
+    print("vllm: " + check_namespace(settings, knobs.text("REPRO_NAMESPACE_GUARD")))
     return 0
 
 
@@ -119,8 +119,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from reproduce_vllm_lmcache.servers.settings import Settings
 
     settings = Settings.from_env()
-    ports = [settings.vllm_port, int(config.get("REPRO_SECOND_VLLM_PORT"))]
-    snapshot = status.gather(settings, ports, config.path("REPRO_RESULTS_DIR") / "latest.json")
+    ports = [settings.vllm_port, int(knobs.text("REPRO_SECOND_VLLM_PORT"))]
+    snapshot = status.gather(settings, ports, knobs.path("REPRO_RESULTS_DIR") / "latest.json")
     print(json.dumps(snapshot, indent=2) if args.json else status.render(snapshot))
     return 0
 
@@ -163,7 +163,7 @@ def cmd_proc(args: argparse.Namespace) -> int:
     pids_file = Path(f"{log}.pids") if log else None
     if args.action == "wait-ready":
         knob = {"vllm": "REPRO_VLLM_EXTRA_ARGS", "lmcache": "REPRO_LMCACHE_EXTRA_ARGS"}.get(args.name.split("-")[0])
-        extra = config.get(knob) if knob else ""
+        extra = knobs.text(knob) if knob else ""
         hint = (
             (f"error: {knob}='{extra}' was appended to the {args.name} command line; if the log above rejects it, fix or unset {knob}")
             if extra
@@ -193,7 +193,6 @@ def register(sub: Any) -> None:
     for name, func, text in (
         ("command", cmd_command, "print a server's command line (NUL-separated)"),
         ("url", cmd_url, "print a server's HTTP base URL"),
-        ("preflight", cmd_preflight, "validate knobs and ports before starting a server"),
     ):
         p = sub.add_parser(name, help=text)
         servers = ("lmcache", "vllm", "redis", "coordinator")

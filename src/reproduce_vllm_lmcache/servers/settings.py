@@ -10,12 +10,12 @@ import ipaddress
 import json
 import os
 import platform
-import shlex
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
+from reproduce_vllm_lmcache.knobs import KnobError
 from reproduce_vllm_lmcache.workspace import upstream
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -24,10 +24,6 @@ EVICTION_POLICIES = ("LRU", "ARC", "IsolatedLRU", "noop")
 FAILURE_POLICIES = ("recompute", "fail")
 L2_KINDS = ("none", "redis", "disk")
 VLLM_LAYOUTS = ("fast", "upstream")
-
-
-class KnobError(ValueError):
-    """A knob has a value the workspace cannot use; the message names knob and fix."""
 
 
 class ServerDown(RuntimeError):
@@ -55,33 +51,15 @@ def resolve_dtype(value: str, machine: str, flags: set[str]) -> str:
 
 
 def _int(env: dict[str, str], key: str, minimum: int = 1, maximum: int | None = None) -> int:
-    raw = config.get(key, env)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise KnobError(f"{key}={raw!r}: expected a whole number") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise KnobError(f"{key}={value}: must be {bound}")
-    return value
+    return knobs.integer(key, env, minimum, maximum)
 
 
 def _float(env: dict[str, str], key: str) -> float:
-    raw = config.get(key, env)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise KnobError(f"{key}={raw!r}: expected a number") from None
-    if not value > 0:
-        raise KnobError(f"{key}={value}: must be > 0")
-    return value
+    return knobs.number(key, env)
 
 
 def _choice(env: dict[str, str], key: str, choices: tuple[str, ...]) -> str:
-    value = config.get(key, env)
-    if value not in choices:
-        raise KnobError(f"{key}={value!r}: expected one of {', '.join(choices)}")
-    return value
+    return knobs.choice(key, choices, env)
 
 
 # REPRO_TRACE=1 in vLLM's process: its log at DEBUG with millisecond timestamps (the workspace's
@@ -111,11 +89,7 @@ def venv_bin(name: str) -> Path:
 
 def extra_args(env: dict[str, str], key: str) -> tuple[str, ...]:
     """Shell-quoted words appended to a server's command line (e.g. ``--foo 1 --bar 'a b'``)."""
-    raw = config.get(key, env)
-    try:
-        return tuple(shlex.split(raw))
-    except ValueError as exc:
-        raise KnobError(f"{key}={raw!r}: not shell words ({exc})") from None
+    return knobs.words(key, env)
 
 
 def vllm_layout(value: str, system: str) -> tuple[str, str]:
@@ -218,17 +192,17 @@ class Settings:
         ports = {key: _port(env, key) for key in port_knobs}
         if len(set(ports.values())) != len(ports):
             raise KnobError(f"ports must differ: {ports}")
-        host = config.get("REPRO_HOST", env)
+        host = knobs.text("REPRO_HOST", env)
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise KnobError(f"REPRO_HOST={host!r}: servers bind to loopback only (127.0.0.1, localhost or ::1)")
-        netns = config.get("REPRO_NETNS", env)
-        store_host = config.get("REPRO_STORE_HOST", env) or host
+        netns = knobs.text("REPRO_NETNS", env)
+        store_host = knobs.text("REPRO_STORE_HOST", env) or host
         if store_host != host and not netns and not is_loopback(store_host):
             raise KnobError(
                 f"REPRO_STORE_HOST={store_host!r}: a loopback address, unless REPRO_NETNS puts the servers "
                 "in a network namespace (scripts/nodes.sh), where it is an address of that namespace's link"
             )
-        raw_lengths = config.get("REPRO_PROMPT_TOKENS", env)
+        raw_lengths = knobs.text("REPRO_PROMPT_TOKENS", env)
         try:
             lengths = tuple(int(x) for x in raw_lengths.replace(" ", ",").split(",") if x)
         except ValueError:
@@ -252,12 +226,12 @@ class Settings:
                 f"REPRO_CHUNK_SIZE={chunk_size} is not a multiple of REPRO_BLOCK_SIZE={block_size} "
                 "(LMCacheMPConnector needs whole vLLM blocks per chunk)"
             )
-        model = config.get("REPRO_MODEL", env)
-        model_path = config.path("REPRO_MODEL", env)
+        model = knobs.text("REPRO_MODEL", env)
+        model_path = knobs.path("REPRO_MODEL", env)
         looks_local = model.startswith((".", "/", "~")) or model.startswith("models/") or model.count("/") != 1
         if looks_local and not model_path.is_dir():
             raise KnobError(f"REPRO_MODEL={model!r}: no such model directory ({model_path}); run scripts/setup.sh")
-        layout, layout_note = vllm_layout(config.get("REPRO_VLLM_LAYOUT", env), sys.platform)
+        layout, layout_note = vllm_layout(knobs.text("REPRO_VLLM_LAYOUT", env), sys.platform)
         trace = _flag(env, "REPRO_TRACE")
         return cls(
             host=host,
@@ -268,10 +242,10 @@ class Settings:
             chunk_size=chunk_size,
             block_size=block_size,
             lmcache_telemetry=_choice(env, "REPRO_LMCACHE_TELEMETRY", ("true", "false")) == "true",
-            lmcache_shm_name=config.get("REPRO_LMCACHE_SHM_NAME", env),
+            lmcache_shm_name=knobs.text("REPRO_LMCACHE_SHM_NAME", env),
             vllm_port=ports["REPRO_VLLM_PORT"],
             model=str(model_path) if model_path.is_dir() else model,
-            dtype=resolve_dtype(config.get("REPRO_DTYPE", env), platform.machine(), cpu_flags()),
+            dtype=resolve_dtype(knobs.text("REPRO_DTYPE", env), platform.machine(), cpu_flags()),
             max_model_len=max_model_len,
             max_num_seqs=_int(env, "REPRO_MAX_NUM_SEQS"),
             vllm_kv_space_gb=_int(env, "REPRO_VLLM_KV_SPACE_GB"),
@@ -279,28 +253,28 @@ class Settings:
             prefix_caching=_flag(env, "REPRO_PREFIX_CACHING"),
             enforce_eager=_flag(env, "REPRO_ENFORCE_EAGER"),
             kv_load_failure_policy=_choice(env, "REPRO_KV_LOAD_FAILURE_POLICY", FAILURE_POLICIES),
-            threads_bind=threads_bind(config.get("REPRO_THREADS_BIND", env), os.cpu_count() or 1),
+            threads_bind=threads_bind(knobs.text("REPRO_THREADS_BIND", env), os.cpu_count() or 1),
             prompt_tokens=lengths,
             max_tokens=max_tokens,
             connector=_flag(env, "REPRO_CONNECTOR"),
             l2=_choice(env, "REPRO_L2", L2_KINDS),
-            redis_server=config.get("REPRO_REDIS_SERVER", env),
+            redis_server=knobs.text("REPRO_REDIS_SERVER", env),
             redis_port=ports["REPRO_REDIS_PORT"],
-            redis_dir=str(config.path("REPRO_REDIS_DIR", env)),
-            l2_disk_dir=str(config.path("REPRO_L2_DISK_DIR", env)),
+            redis_dir=str(knobs.path("REPRO_REDIS_DIR", env)),
+            l2_disk_dir=str(knobs.path("REPRO_L2_DISK_DIR", env)),
             vllm_layout=layout,
             vllm_layout_note=layout_note,
             vllm_extra_args=extra_args(env, "REPRO_VLLM_EXTRA_ARGS"),
             lmcache_extra_args=extra_args(env, "REPRO_LMCACHE_EXTRA_ARGS"),
             preload_vllm=_flag(env, "REPRO_PRELOAD_VLLM"),
             trace=trace,
-            trace_file=str(config.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct") if trace else "",
+            trace_file=str(knobs.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct") if trace else "",
             patches=_choice(env, "REPRO_PATCHES", upstream.MODES),
             netns=netns,
             store_host=store_host,
             coordinator_port=ports["REPRO_COORDINATOR_PORT"],
-            coordinator_url=config.get("REPRO_COORDINATOR_URL", env),
-            instance_id=config.get("REPRO_LMCACHE_INSTANCE_ID", env),
+            coordinator_url=knobs.text("REPRO_COORDINATOR_URL", env),
+            instance_id=knobs.text("REPRO_LMCACHE_INSTANCE_ID", env),
             l2_prefetch_policy=_choice(env, "REPRO_L2_PREFETCH_POLICY", ("default", "retain")),
         )
 

@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import config, knobs
 from reproduce_vllm_lmcache.config import ROOT
 from reproduce_vllm_lmcache.workspace import checkouts, fetch, patches, pins, system, wheels
 from reproduce_vllm_lmcache.workspace import model as model_mod
@@ -45,7 +45,7 @@ def step(number: int, total: int, title: str, action: Callable[[], str]) -> None
 def uv_binary() -> str:
     """The uv that setup uses: the one on PATH, else the private copy scripts/setup.sh installs
     into $REPRO_CACHE_DIR/tools (a fresh machine has no uv on PATH)."""
-    private = config.path("REPRO_CACHE_DIR") / "tools" / "bin" / "uv"
+    private = knobs.path("REPRO_CACHE_DIR") / "tools" / "bin" / "uv"
     found = shutil.which("uv") or (str(private) if private.exists() else None)
     if not found:
         raise SetupError(f"no uv on PATH and none at {private}: run scripts/setup.sh (it installs one)")
@@ -96,11 +96,11 @@ def disk_problem(place: Path, need_gib: float) -> str | None:
 
 def check_disk() -> str:
     """Refuse to start a fresh install without room for it."""
-    places = [ROOT, config.path("REPRO_CACHE_DIR")]
+    places = [ROOT, knobs.path("REPRO_CACHE_DIR")]
     fresh = not all(p.exists() for p in (VENV, pins.source("vllm").path, pins.source("lmcache").path))
     for place in places:
         place.mkdir(parents=True, exist_ok=True)
-        problem = disk_problem(place, float(config.get("REPRO_MIN_FREE_GB"))) if fresh else None
+        problem = disk_problem(place, float(knobs.text("REPRO_MIN_FREE_GB"))) if fresh else None
         if problem:
             raise SetupError(problem)
     return "; ".join(f"{shutil.disk_usage(p).free / GIB:.0f} GiB free at {p}" for p in places)
@@ -171,8 +171,8 @@ def ensure_kernels() -> str:
 
 
 def prepare_model() -> str:
-    model = config.get("REPRO_MODEL")
-    target = config.path("REPRO_MODEL")
+    model = knobs.text("REPRO_MODEL")
+    target = knobs.path("REPRO_MODEL")
     default = config.defaults()["REPRO_MODEL"]
     if model != default:
         if target.exists():
@@ -193,7 +193,7 @@ def fingerprint() -> str:
         digest.update(patch_file.read_bytes())
     for src in pins.sources():
         digest.update(checkouts.git(src.path, "rev-parse", "HEAD").stdout.encode())
-    digest.update(config.get("REPRO_MODEL").encode())
+    digest.update(knobs.text("REPRO_MODEL").encode())
     return digest.hexdigest()
 
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.workspace import fetch
 from reproduce_vllm_lmcache.workspace.pins import Artifact, Source
 
@@ -117,7 +117,7 @@ def from_sdist(src: Source, dest: Path) -> str:
 
 def fetch_source(src: Source) -> str:
     """Create ``src.path`` at the pinned version; return how it was obtained."""
-    mode = config.get("REPRO_SOURCE")
+    mode = knobs.text("REPRO_SOURCE")
     if mode not in ("auto", "git", "sdist"):
         raise CheckoutError(f"REPRO_SOURCE={mode!r}: expected auto, git or sdist")
     partial = src.path.with_name(src.path.name + ".partial")

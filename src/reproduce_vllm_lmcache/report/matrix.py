@@ -3,11 +3,14 @@ which cache served each warm request, and whether any output left the no-cache b
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.report import judging
 
 # configuration -> (connector, prefix caching); what a warm request's hits must come from.
@@ -18,6 +21,53 @@ CONFIGURATIONS = {
     "both": (True, True),
 }
 BASELINE = "none"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One vLLM start of scripts/matrix.sh (in this order; the shm one restarts LMCache with a
+    shared-memory segment first): the cache setup, the transfer mode and the rounds it runs."""
+
+    name: str
+    connector: bool
+    prefix_caching: bool
+    transfer_mode: str = "lmcache_driven"
+    rounds: str = "cold,warm"
+    lmcache_shm: bool = False
+
+    def line(self) -> str:
+        return f"{self.name} {int(self.connector)} {int(self.prefix_caching)} {self.transfer_mode} {self.rounds} {int(self.lmcache_shm)}"
+
+
+STEPS = (
+    Step("none", False, False),
+    Step("apc", False, True),
+    Step("lmcache", True, False),
+    Step("lmcache-restarted", True, False, rounds="restart"),
+    Step("both", True, True),
+    Step("lmcache-engine-pickle", True, False, "engine_driven"),
+    Step("lmcache-engine-shm", True, False, "engine_driven", lmcache_shm=True),
+)
+
+
+def plan(selected: tuple[str, ...]) -> list[Step]:
+    """The steps REPRO_MATRIX_CONFIGURATIONS selects, checked: the baseline is in, and the restart
+    step has the run whose prompts it replays."""
+    from reproduce_vllm_lmcache.knobs import KnobError
+
+    known = [s.name for s in STEPS]
+    unknown = [n for n in selected if n not in known]
+    if unknown:
+        raise KnobError(f"REPRO_MATRIX_CONFIGURATIONS: unknown {unknown}; choose from {', '.join(known)}")
+    if BASELINE not in selected:
+        raise KnobError("REPRO_MATRIX_CONFIGURATIONS must include none (the baseline every answer is compared with)")
+    if "lmcache-restarted" in selected and "lmcache" not in selected:
+        raise KnobError("REPRO_MATRIX_CONFIGURATIONS: lmcache-restarted needs lmcache (it replays lmcache's prompts)")
+    return [s for s in STEPS if s.name in selected]
+
+
+def step_of(configuration: str) -> Step | None:
+    return next((s for s in STEPS if s.name == configuration), None)
 
 
 def expected_source(configuration: str) -> str:
@@ -78,7 +128,8 @@ def verdicts(rounds: list[dict[str, Any]], tolerance: float, logs: Path) -> list
             "divergence": div,
         }
         if r["name"] in ("warm", "restart"):
-            v["expected_source"] = expected_source(r["configuration"].split("-")[0])
+            step = step_of(r["configuration"])
+            v["expected_source"] = expected_source(step.name if step and step.name in CONFIGURATIONS else "lmcache")
             # With both caches on, vLLM's own answers first; LMCache may add the whole chunks it
             # holds beyond vLLM's last full block (64-token chunks: 576 local + 63 external of 640).
             both_ok = r["configuration"] == "both" and v["hit_source"] == "both"
@@ -90,7 +141,8 @@ def verdicts(rounds: list[dict[str, Any]], tolerance: float, logs: Path) -> list
 def transfer_checks(configs: list[str], logs: Path) -> list[dict[str, Any]]:
     checks = []
     for name in configs:
-        if not CONFIGURATIONS.get(name.split("-")[0], (False, False))[0]:
+        step = step_of(name)
+        if step is None or not step.connector:
             continue
         log = logs / f"vllm-{name}.log"
         checks.append({"configuration": name, "transfer_mode": transfer_mode_seen(log), "data_path": data_path_seen(log)})
@@ -128,3 +180,40 @@ def table(rounds: list[dict[str, Any]], verdict_list: list[dict[str, Any]]) -> s
         "DIFF = output differs from the no-cache baseline (token by token), =tie = differs at an exact tie"
     )
     return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``repro matrix-report RUN_DIR``: merge a matrix run folder into matrix.json and print its table."""
+    from reproduce_vllm_lmcache.report import results
+
+    run_dir: Path = args.run_dir
+    base, rounds = load_rounds(run_dir)
+    tolerance = knobs.Requests.from_env().tie_tolerance
+    found = verdicts(rounds, tolerance, run_dir / "logs")
+    scenario_list = [s for p in sorted(run_dir.glob("scenarios-*.json")) for s in json.loads(p.read_text())["scenarios"]]
+    configs = list(dict.fromkeys(r["configuration"] for r in rounds))
+    transfers = transfer_checks(configs, run_dir / "logs")
+    data = {"config": base, "rounds": rounds, "verdicts": found, "scenarios": scenario_list, "transfer_modes": transfers}
+    path = results.write(run_dir, "matrix.json", data, latest=False)
+    print(table(rounds, found))
+    failures = [v for v in found if not v.get("source_ok", True) or not (v["identical_to_baseline"] or v["diverged_at_tie"])]
+    for v in found:
+        if "source_ok" in v:
+            print(
+                f"{'PASS' if v['source_ok'] else 'FAIL'} {v['configuration']} {v['prompt']} {v['round']}: hit from {v['hit_source']} (expected {v['expected_source']})"
+            )
+    for t in transfers:
+        step = step_of(t["configuration"])
+        want = step.transfer_mode if step else "lmcache_driven"
+        ok = t["transfer_mode"] == want
+        failures += [] if ok else [t]
+        print(
+            f"{'PASS' if ok else 'FAIL'} {t['configuration']}: vLLM log says mode={t['transfer_mode']} (data path {t['data_path'] or 'n/a'})"
+        )
+    failures += [s for s in scenario_list if not s["passed"]]
+    for s in scenario_list:
+        print(f"{'PASS' if s['passed'] else 'FAIL'} scenario {s['scenario']}: {s['detail']}")
+    same = sum(1 for v in found if v["identical_to_baseline"])
+    print(f"{same} of {len(found)} rounds token-identical to the no-cache baseline")
+    print(f"recorded {path}")
+    return 1 if failures else 0

@@ -3,6 +3,7 @@ where the processes spent their on-CPU samples."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -75,3 +76,14 @@ def report(summary: Summary, top: int = 20) -> str:
     lines.append("by function, self (on top of the stack):")
     lines += [f"  {pct(n)}  {name}" for name, n in summary.leaf.most_common(top)]
     return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``repro profile-report RUN_DIR``: top functions of the py-spy profiles in a run folder."""
+    found = sorted(args.run_dir.glob("*.pyspy.txt"))
+    if not found:
+        raise FileNotFoundError(f"no *.pyspy.txt in {args.run_dir}")
+    for path in found:
+        print(f"=== {path.name.split('.')[0]} ({path})")
+        print(report(summarize(path.read_text().splitlines())))
+    return 0
