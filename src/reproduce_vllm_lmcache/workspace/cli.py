@@ -4,6 +4,7 @@ the patch set."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from reproduce_vllm_lmcache import config
@@ -42,6 +43,14 @@ def cmd_patches(args: argparse.Namespace) -> int:
     """The patch set and each patch's state; ``export NAME``: its upstream-ready report."""
     from reproduce_vllm_lmcache.workspace import export
 
+    if args.action == "series":
+        from reproduce_vllm_lmcache.workspace import series
+
+        out = Path(args.out) if args.out else config.ROOT / ".repro" / "upstream-series"
+        for path in series.export(out):
+            print(f"wrote {path.relative_to(config.ROOT) if path.is_relative_to(config.ROOT) else path}")
+        print("apply upstream with: git am <checkout's files> (on the pinned release tag); send with git send-email")
+        return 0
     if args.action == "export":
         if not args.name:
             print("usage: repro patches export NAME   (NAME from `repro patches`)")
@@ -66,7 +75,10 @@ def register(sub: Any) -> None:
     mode.add_argument("--write", action="store_true", help="write docs/knobs.md")
     mode.add_argument("--check", action="store_true", help="exit 1 when docs/knobs.md is stale")
     p.set_defaults(func=cmd_knobs)
-    p = sub.add_parser("patches", help="the workspace's patch set with each patch's state; export NAME: its upstream report")
-    p.add_argument("action", nargs="?", choices=("list", "export"), default="list")
+    p = sub.add_parser(
+        "patches", help="the patch set with each patch's state; export NAME: its upstream report; series: git format-patch series"
+    )
+    p.add_argument("action", nargs="?", choices=("list", "export", "series"), default="list")
+    p.add_argument("--out", help="series: the folder for <checkout>/NNNN-*.patch (default: .repro/upstream-series)")
     p.add_argument("name", nargs="?", help="the patch to export (e.g. 0003-mq-loop-survives-bad-messages)")
     p.set_defaults(func=cmd_patches)

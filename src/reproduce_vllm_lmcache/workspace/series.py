@@ -1,0 +1,92 @@
+"""``repro patches series``: the workspace's patches as ``git format-patch`` series against the
+pinned releases, one per checkout, ready for ``git am`` or ``git send-email`` upstream.
+
+Each patch becomes one commit on the pristine release tag (in a temporary worktree): a subject
+line (its ``Bug:`` header, else its reason), a body wrapped at 72 columns (why, what, measured
+effect, how to reproduce) and a ``Signed-off-by`` of the person exporting (vLLM requires the
+DCO; the sign-off is yours to give, so the identity comes from your git config or
+GIT_AUTHOR_NAME / GIT_AUTHOR_EMAIL, never from the workspace). Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+from pathlib import Path
+
+from reproduce_vllm_lmcache.workspace import patches, pins
+from reproduce_vllm_lmcache.workspace.checkouts import git
+
+WIDTH = 72
+
+
+def identity() -> tuple[str, str]:
+    """Who signs off: GIT_AUTHOR_NAME/EMAIL, else git config user.name/email; else an error."""
+
+    def config(key: str) -> str:
+        found = subprocess.run(["git", "config", "--get", key], capture_output=True, text=True)
+        return found.stdout.strip()
+
+    name = os.environ.get("GIT_AUTHOR_NAME") or config("user.name")
+    email = os.environ.get("GIT_AUTHOR_EMAIL") or config("user.email")
+    if not name or not email:
+        raise patches.PatchError(
+            "Signed-off-by needs your identity: git config --global user.name 'Your Name' and "
+            "git config --global user.email you@example.com (or GIT_AUTHOR_NAME / GIT_AUTHOR_EMAIL)"
+        )
+    return name, email
+
+
+def subject(patch: patches.Patch) -> str:
+    """One line of at most 72 characters, without a trailing period."""
+    text = (patch.header("Bug") or patch.reason).rstrip(".")
+    return text if len(text) <= WIDTH else text[: WIDTH - 3].rsplit(" ", 1)[0] + "..."
+
+
+def message(patch: patches.Patch, signer: tuple[str, str]) -> str:
+    """The commit message: subject, wrapped paragraphs, the reproduction, the sign-off."""
+    paragraphs = [
+        ("Why", patch.reason),
+        ("What", patch.header("What")),
+        ("Measured effect", patch.header("Effect")),
+    ]
+    body = [textwrap.fill(f"{label}: {text}", WIDTH) for label, text in paragraphs if text]
+    repro = [line.removeprefix("Reproduce: ") for line in patch.path.read_text().splitlines() if line.startswith("Reproduce: ")]
+    if repro:
+        body.append("Reproduce (with the reproduce-vllm-lmcache workspace):\n\n" + "\n".join(f"    {line}" for line in repro))
+    return f"{subject(patch)}\n\n" + "\n\n".join(body) + f"\n\nSigned-off-by: {signer[0]} <{signer[1]}>\n"
+
+
+def export(out: Path) -> list[Path]:
+    """Write out/<checkout>/NNNN-*.patch for every checkout; the paths written."""
+    signer = identity()
+    written: list[Path] = []
+    for src in pins.sources():
+        if not src.path.is_dir():
+            raise patches.PatchError(f"{src.checkout}/ is missing: run scripts/setup.sh first")
+        target = out / src.checkout
+        shutil.rmtree(target, ignore_errors=True)
+        workdir = Path(tempfile.mkdtemp(prefix="repro-series-"))
+        tree = workdir / src.checkout
+        try:
+            git(src.path, "worktree", "add", "--detach", str(tree), src.git_tag)
+            env = {
+                "GIT_AUTHOR_NAME": signer[0],
+                "GIT_AUTHOR_EMAIL": signer[1],
+                "GIT_COMMITTER_NAME": signer[0],
+                "GIT_COMMITTER_EMAIL": signer[1],
+            }
+            for patch in patches.for_checkout(src.checkout):
+                git(tree, "apply", "--index", str(patch.path))
+                msg = workdir / "message"
+                msg.write_text(message(patch, signer))
+                subprocess.run(["git", "-C", str(tree), "commit", "-q", "-F", str(msg)], check=True, env={**os.environ, **env})
+            made = git(tree, "format-patch", "-q", "-o", str(target), f"{src.git_tag}..HEAD").stdout.split()
+            written += [Path(p) for p in made] or sorted(target.glob("*.patch"))
+        finally:
+            git(src.path, "worktree", "remove", "--force", str(tree), check=False)
+            shutil.rmtree(workdir, ignore_errors=True)
+    return written
