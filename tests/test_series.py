@@ -20,7 +20,7 @@ def test_series_is_signed_off_wrapped_and_applies_to_the_pristine_tag(tmp_path: 
     written = series.export(tmp_path / "out")
     for src in pins.sources():
         files = sorted((tmp_path / "out" / src.checkout).glob("*.patch"))
-        assert len(files) == len(patches.for_checkout(src.checkout)) > 0
+        assert len(files) == sum(len(series.parts(p)) or 1 for p in patches.for_checkout(src.checkout)) > 0
         for path in files:
             text = path.read_text()
             head, _, _ = text.partition("\n---\n")
@@ -35,7 +35,11 @@ def test_series_is_signed_off_wrapped_and_applies_to_the_pristine_tag(tmp_path: 
             assert am.returncode == 0, am.stdout + am.stderr
         finally:
             subprocess.run(["git", "-C", str(src.path), "worktree", "remove", "--force", str(tree)], check=False)
-    assert len(written) == sum(len(patches.for_checkout(s.checkout)) for s in pins.sources())
+    assert len(written) == sum(len(series.parts(p)) or 1 for s in pins.sources() for p in patches.for_checkout(s.checkout))
+    # LMCache 0001 bundles three changes: three commits, each one file of its diff.
+    cpu_copy = sorted((tmp_path / "out" / "LMCache").glob("000[1-3]-*.patch"))
+    assert [p.read_text().count("\ndiff --git ") for p in cpu_copy] == [1, 1, 1]
+    assert all(f"Part: {k} of 3 of the workspace patch 0001-cpu-kv-copy" in p.read_text() for k, p in enumerate(cpu_copy, 1))
 
 
 def test_series_refuses_without_an_identity(tmp_path: Path, monkeypatch) -> None:

@@ -46,9 +46,28 @@ def subject(patch: patches.Patch) -> str:
     return text if len(text) <= WIDTH else text[: WIDTH - 3].rsplit(" ", 1)[0] + "..."
 
 
-def message(patch: patches.Patch, signer: tuple[str, str]) -> str:
-    """The commit message: subject, wrapped paragraphs, the reproduction, the sign-off."""
-    paragraphs = [
+def parts(patch: patches.Patch) -> list[tuple[str, str]]:
+    """``Part: FILE: SUBJECT`` header lines: a patch that bundles several changes is exported as
+    one commit per part (each the patch's hunks in FILE); [] for a single change."""
+    found = []
+    for line in patch.path.read_text().splitlines():
+        if line.startswith("diff --git "):
+            break
+        if line.startswith("Part: "):
+            path, _, title = line.removeprefix("Part: ").partition(": ")
+            found.append((path.strip(), title.strip()))
+    return found
+
+
+def message(patch: patches.Patch, signer: tuple[str, str], part: tuple[int, int, str] | None = None) -> str:
+    """The commit message: subject, wrapped paragraphs, the reproduction, the sign-off. ``part``
+    (k, n, subject): the k-th of n commits of a bundled patch."""
+    title = subject(patch)
+    paragraphs = []
+    if part is not None:
+        k, n, title = part
+        paragraphs.append(("Part", f"{k} of {n} of the workspace patch {patch.name}; the measured effect is that of all {n}"))
+    paragraphs += [
         ("Why", patch.reason),
         ("What", patch.header("What")),
         ("Measured effect", patch.header("Effect")),
@@ -57,7 +76,7 @@ def message(patch: patches.Patch, signer: tuple[str, str]) -> str:
     repro = [line.removeprefix("Reproduce: ") for line in patch.path.read_text().splitlines() if line.startswith("Reproduce: ")]
     if repro:
         body.append("Reproduce (with the reproduce-vllm-lmcache workspace):\n\n" + "\n".join(f"    {line}" for line in repro))
-    return f"{subject(patch)}\n\n" + "\n\n".join(body) + f"\n\nSigned-off-by: {signer[0]} <{signer[1]}>\n"
+    return f"{title}\n\n" + "\n\n".join(body) + f"\n\nSigned-off-by: {signer[0]} <{signer[1]}>\n"
 
 
 def export(out: Path) -> list[Path]:
@@ -80,10 +99,16 @@ def export(out: Path) -> list[Path]:
                 "GIT_COMMITTER_EMAIL": signer[1],
             }
             for patch in patches.for_checkout(src.checkout):
-                git(tree, "apply", "--index", str(patch.path))
-                msg = workdir / "message"
-                msg.write_text(message(patch, signer))
-                subprocess.run(["git", "-C", str(tree), "commit", "-q", "-F", str(msg)], check=True, env={**os.environ, **env})
+                split = parts(patch)
+                steps = [([f"--include={path}"], (k, len(split), title)) for k, (path, title) in enumerate(split, 1)] or [([], None)]
+                for include, part in steps:
+                    git(tree, "apply", "--index", *include, str(patch.path))
+                    msg = workdir / "message"
+                    msg.write_text(message(patch, signer, part))
+                    subprocess.run(["git", "-C", str(tree), "commit", "-q", "-F", str(msg)], check=True, env={**os.environ, **env})
+                left = git(tree, "apply", "--check", str(patch.path), check=False).returncode == 0
+                if split and left:
+                    raise patches.PatchError(f"{patch.path}: its Part: lines leave hunks out (every file of the diff needs a part)")
             made = git(tree, "format-patch", "-q", "-o", str(target), f"{src.git_tag}..HEAD").stdout.split()
             written += [Path(p) for p in made] or sorted(target.glob("*.patch"))
         finally:
