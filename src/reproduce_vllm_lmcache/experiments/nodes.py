@@ -3,7 +3,11 @@ through one Redis via LMCache's own L2 adapter, registered with LMCache's coordi
 prompt prefilled on one node must be a hit on the other from the store (its L1 empty before),
 token-identical; then the other way; then node A's LMCache, restarted empty, hits from the
 store. Each node may live in its own network namespace: every request to it is made from
-inside that namespace (servers.netns)."""
+inside that namespace (servers.netns).
+
+Over 300 lines: the node model (its two servers, namespace and session) and the two phases that
+use it.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ says, LMCache's own ``lmcache bench engine --workload long-doc-qa`` runs the sam
 
 This module holds the knobs (:class:`Knobs`, checked before any server starts), the
 configurations and the point runner; run folders are analysed in ``report/workloads.py``.
+
+Over 300 lines: the workload's knobs and their cross-checks, the two load generators' argv and
+the point runner are one experiment; the analysis already lives in report/workloads.py.
 """
 
 from __future__ import annotations

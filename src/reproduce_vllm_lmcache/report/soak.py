@@ -9,6 +9,9 @@ are experiments/soak.py's):
 - answers: a few prompts sent twice to the soak's vLLM (the second one a hit) and once to a plain
   vLLM, token by token;
 - eviction: L1 evicted chunks in most scrape intervals after warm-up (the L1 is meant to be full).
+
+Over 300 lines: the six verdicts of one run folder, each a few small functions over the same
+requests, samples and series.
 """
 
 from __future__ import annotations

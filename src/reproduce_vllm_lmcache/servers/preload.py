@@ -10,6 +10,9 @@ Protocol: one JSON line per connection, ``{"argv": [...], "env": {...}, "cwd": .
 "owner": pid}``; the answer is ``{"pid": N}`` or ``{"error": "..."}``. The child runs in a new
 session (its pid is its process group), writes to ``log``, and is sent SIGTERM when ``owner``
 (the script that asked for it) dies: a server always dies with the script that started it.
+
+Over 300 lines: the server, its client and its fork protocol are one unit (both ends of one
+socket protocol), tested together by tests/test_preload_logic.py.
 """
 
 from __future__ import annotations
