@@ -137,9 +137,10 @@ def cmd_lmcache_clear(args: argparse.Namespace) -> int:
 
 
 def _say(line: str) -> None:
-    """Print, going on when the output is gone (a cleanup trap after Ctrl-C closed the pipe)."""
+    """Print (errors to stderr, as bash's ``>&2``), going on when the output is gone (a cleanup
+    trap after Ctrl-C closed the pipe)."""
     with contextlib.suppress(OSError):
-        print(line, flush=True)
+        print(line, file=sys.stderr if line.startswith("error:") else sys.stdout, flush=True)
 
 
 def cmd_proc(args: argparse.Namespace) -> int:
