@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from reproduce_vllm_lmcache import config
+from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments import bench
 from reproduce_vllm_lmcache.report import bench as bench_report
 from reproduce_vllm_lmcache.report import compare, floor, stats
@@ -102,10 +102,10 @@ def test_latest_two_picks_the_newest_of_a_label(tmp_path) -> None:
 
 
 def test_int_list_knob() -> None:
-    assert config.int_list("K", {"K": "256, 640,3000"}) == [256, 640, 3000]
+    assert knobs.numbers("K", {"K": "256, 640,3000"}, kind=int) == [256, 640, 3000]
     for bad in ("", "a,b", "0,5"):
         with pytest.raises(ValueError, match="expected positive numbers"):
-            config.int_list("K", {"K": bad})
+            knobs.numbers("K", {"K": bad}, kind=int)
 
 
 def test_chunk_size_must_be_whole_vllm_blocks() -> None:

@@ -52,18 +52,6 @@ def resolved() -> dict[str, str]:
     return {key: get(key) for key in defaults()}
 
 
-def int_list(key: str, environ: dict[str, str] | None = None) -> list[int]:
-    """A comma-separated list of positive integers, e.g. REPRO_BENCH_PROMPT_TOKENS."""
-    raw = get(key, environ)
-    try:
-        values = [int(x) for x in raw.replace(" ", ",").split(",") if x]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise ValueError(f"{key}={raw!r}: expected positive numbers like 640,3000")
-    return values
-
-
 def documented(text: str | None = None) -> list[tuple[str, list[tuple[str, str, str]]]]:
     """defaults.env as reference: per section (a ``# --- name ---`` line), each knob with its
     default and the comment above it (one comment may describe the knobs right under it)."""

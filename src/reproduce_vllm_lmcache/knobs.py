@@ -81,7 +81,7 @@ def numbers(key: str, env: Env = None, kind: type = float, allow_empty: bool = F
     except ValueError:
         values = [0]
     if (not values and not allow_empty) or any(v <= 0 for v in values):
-        raise KnobError(f"{key}={raw!r}: expected positive numbers, e.g. {config.defaults()[key]}")
+        raise KnobError(f"{key}={raw!r}: expected positive numbers, e.g. {config.defaults().get(key, '1,2')}")
     return values
 
 

@@ -61,17 +61,16 @@ def _startup(settings: Settings) -> str:
 
 
 def _soak(settings: Settings) -> str:
+    from reproduce_vllm_lmcache.experiments import soak
     from reproduce_vllm_lmcache.servers import prometheus
 
-    s = knobs.Soak.from_env()
-    binary = prometheus.find_binary(knobs.Prometheus.from_env().binary)
-    return f"{s.minutes:g} min of load, L1 {s.l1_size_gb:g} GiB, max-num-seqs {s.max_num_seqs}, Prometheus {binary}"
+    return soak.checked(prometheus.find_binary(knobs.Prometheus.from_env().binary))
 
 
 def _workload(settings: Settings) -> str:
     from reproduce_vllm_lmcache.experiments import workload
 
-    return "\n".join(workload.Knobs.from_env().check(settings, workload.kv_bytes(settings)))
+    return "\n".join(workload.checked_plan())  # against the sweep's own server knobs, not the defaults
 
 
 def _prompt(name: str) -> Callable[[Settings], str]:

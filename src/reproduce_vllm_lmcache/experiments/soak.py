@@ -28,14 +28,16 @@ def sample_answers(session: Session, tokens: int, count: int, seed: str, twice: 
     return out
 
 
+def checked(binary: str) -> str:
+    """The soak's knobs parsed and checked (knobs.Soak); one line saying what it will run."""
+    s = knobs.Soak.from_env()
+    return f"{s.minutes:g} min of load, L1 {s.l1_size_gb:g} GiB, max-num-seqs {s.max_num_seqs}, Prometheus {binary}"
+
+
 def check(args: argparse.Namespace) -> int:
     """Before anything starts: Prometheus is installed and the soak's knobs make sense."""
     binary = prometheus.find_binary(knobs.Prometheus.from_env().binary)
-    if args.observe:
-        print(f"observe: Prometheus {binary}")
-        return 0
-    s = knobs.Soak.from_env()
-    print(f"soak: {s.minutes:g} min of load, L1 {s.l1_size_gb:g} GiB, max-num-seqs {s.max_num_seqs}, Prometheus {binary}")
+    print(f"observe: Prometheus {binary}" if args.observe else f"soak: {checked(binary)}")
     return 0
 
 

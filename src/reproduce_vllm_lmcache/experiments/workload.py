@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache import knobs as readers
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings, venv_bin
 
@@ -41,17 +40,6 @@ CONFIGURATIONS: dict[str, tuple[bool, bool]] = {
     "apc+lmcache": (True, True),
 }
 PASSES = ("fill", "measured")
-
-
-def _numbers(key: str, env: dict[str, str], kind: type = float) -> list[Any]:
-    raw = readers.text(key, env)
-    try:
-        values = [kind(x) for x in raw.replace(" ", ",").split(",") if x]
-    except ValueError:
-        values = [0]
-    if any(v <= 0 for v in values):
-        raise KnobError(f"{key}={raw!r}: expected positive numbers, e.g. {config.defaults()[key]}")
-    return values
 
 
 def _positive(key: str, env: dict[str, str]) -> int:
@@ -80,13 +68,10 @@ class Knobs:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Knobs:
         env = dict(os.environ) if env is None else env
-        names = tuple(x for x in readers.text("REPRO_WORKLOAD_CONFIGURATIONS", env).replace(" ", ",").split(",") if x)
-        unknown = [n for n in names if n not in CONFIGURATIONS]
-        if unknown or not names:
-            raise KnobError(f"REPRO_WORKLOAD_CONFIGURATIONS: unknown {unknown or 'empty list'}; choose from {', '.join(CONFIGURATIONS)}")
-        ratios = tuple(_numbers("REPRO_WORKLOAD_RATIOS", env))
+        names = readers.names("REPRO_WORKLOAD_CONFIGURATIONS", env, tuple(CONFIGURATIONS))
+        ratios = tuple(readers.numbers("REPRO_WORKLOAD_RATIOS", env, allow_empty=True))
         raw_ldqa = readers.text("REPRO_WORKLOAD_LDQA_RATIOS", env)
-        ldqa = tuple(_numbers("REPRO_WORKLOAD_LDQA_RATIOS", env)) if raw_ldqa.strip() else ()
+        ldqa = tuple(readers.numbers("REPRO_WORKLOAD_LDQA_RATIOS", env)) if raw_ldqa.strip() else ()
         if set(ldqa) - set(ratios):
             raise KnobError(
                 f"REPRO_WORKLOAD_LDQA_RATIOS={raw_ldqa!r}: each must be one of REPRO_WORKLOAD_RATIOS ({', '.join(f'{r:g}' for r in ratios)})"
@@ -95,7 +80,7 @@ class Knobs:
             capacity_tokens=_positive("REPRO_WORKLOAD_CAPACITY_TOKENS", env),
             max_model_len=_positive("REPRO_WORKLOAD_MAX_MODEL_LEN", env),
             ratios=ratios,
-            concurrency=tuple(_numbers("REPRO_WORKLOAD_CONCURRENCY", env, int)),
+            concurrency=tuple(readers.numbers("REPRO_WORKLOAD_CONCURRENCY", env, int, allow_empty=True)),
             configurations=names,
             prefix_tokens=_positive("REPRO_WORKLOAD_PREFIX_TOKENS", env),
             suffix_tokens=_positive("REPRO_WORKLOAD_SUFFIX_TOKENS", env),
@@ -394,9 +379,15 @@ def run_ldqa(servers: _Servers, knobs: Knobs, ratio: float, concurrency: int, ou
     return {"results": found, "counters": _delta(after, before)}
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def checked_plan() -> list[str]:
+    """The knobs checked against the sweep's own server settings; the plan, one line per item
+    (``repro workload check`` and ``repro preflight workload``)."""
     settings, knobs = _settings_and_knobs()
-    print("\n".join(knobs.check(settings, kv_bytes(settings))))
+    return knobs.check(settings, kv_bytes(settings))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    print("\n".join(checked_plan()))
     return 0
 
 

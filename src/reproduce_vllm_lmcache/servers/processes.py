@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psutil
-import requests
 
 SHM = Path("/dev/shm")
 # vLLM workers register LMCache segments named after their pid, which nobody unlinks.
@@ -86,9 +85,12 @@ def shm_mapped(pids: Iterable[int]) -> dict[str, int]:
     return sizes
 
 
-def still_mapped(path: str) -> bool:
-    """Whether any live process maps or holds ``path``."""
-    return any(path in _shm_paths(proc) for proc in psutil.process_iter())
+def mapped_anywhere() -> set[str]:
+    """The /dev/shm files any live process maps or holds (one pass over every process)."""
+    found: set[str] = set()
+    for proc in psutil.process_iter():
+        found |= _shm_paths(proc)
+    return found
 
 
 def owned_segments(pids: Iterable[int], prefix: str = "lmcache_kv_", shm: Path = SHM) -> list[Path]:
@@ -107,9 +109,7 @@ def stale_segments(shm: Path = SHM) -> list[Path]:
     dead = [p for p in shm.glob("lmcache_kv_*") if (m := OWNED_SEGMENT.fullmatch(p.name)) and not running(int(m.group(1)))]
     if not dead:
         return []
-    mapped: set[str] = set()
-    for proc in psutil.process_iter():
-        mapped |= _shm_paths(proc)
+    mapped = mapped_anywhere()
     return [p for p in dead if str(p) not in mapped]
 
 
@@ -127,6 +127,8 @@ def answers(url: str) -> bool:
                 return True
         except OSError:
             return False
+    import requests  # here, not at the top: `repro proc running` (bash polls it) needs no HTTP
+
     try:
         return requests.get(url, timeout=2).ok
     except requests.RequestException:
@@ -186,10 +188,11 @@ def stop_group(name: str, leader: int, grace: float, remembered: Iterable[int] =
     LMCache server keeps vLLM workers' segments mapped) and those it mapped (unless another
     process still maps them). ``remembered``: pids of the group seen earlier (a worker that
     died before this stop still owns its segments)."""
-    pids = set(group(leader)) | set(remembered) | {leader}
+    running_now = group(leader)
+    pids = set(running_now) | set(remembered) | {leader}
     mapped = shm_of(pids)
     owned = owned_segments(pids)
-    if group(leader):
+    if running_now:
         say(f"{name}: stopping pid {leader}")
         _signal_group(leader, signal.SIGTERM)
         if wait_gone((), grace, leader):
@@ -200,8 +203,9 @@ def stop_group(name: str, leader: int, grace: float, remembered: Iterable[int] =
         if seg.exists():
             seg.unlink(missing_ok=True)
             say(f"removed leftover shared memory {seg}")
-    for path in sorted(mapped):
+    in_use = mapped_anywhere() if mapped else set()
+    for path in sorted(mapped - in_use):
         seg = Path(path)
-        if seg.exists() and not still_mapped(path):
+        if seg.exists():
             seg.unlink(missing_ok=True)
             say(f"removed leftover shared memory {seg}")
