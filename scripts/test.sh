@@ -10,7 +10,7 @@ cd "$REPO_ROOT"
 args=()
 for arg in "$@"; do
   if [[ $arg == --quick ]]; then
-    args+=(-m "quick or not (e2e or setup or environment)")
+    args+=(-m "quick or not (e2e or setup or environment or upstream)")
   else
     args+=("$arg")
   fi

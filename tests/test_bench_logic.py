@@ -9,6 +9,7 @@ from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments import bench
 from reproduce_vllm_lmcache.report import bench as bench_report
 from reproduce_vllm_lmcache.report import compare, floor, stats
+from reproduce_vllm_lmcache.servers import commands
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 from reproduce_vllm_lmcache.workspace import checkouts
 
@@ -113,7 +114,7 @@ def test_chunk_size_must_be_whole_vllm_blocks() -> None:
     with pytest.raises(KnobError, match="not a multiple of REPRO_BLOCK_SIZE"):
         Settings.from_env(env)
     env.update(REPRO_CHUNK_SIZE="64", REPRO_BLOCK_SIZE="64")
-    assert "--block-size" in (argv := Settings.from_env(env).vllm_argv()) and argv[argv.index("--block-size") + 1] == "64"
+    assert "--block-size" in (argv := commands.vllm(Settings.from_env(env))) and argv[argv.index("--block-size") + 1] == "64"
 
 
 def test_store_overhead_is_judged_against_the_no_connector_baseline() -> None:

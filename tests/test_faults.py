@@ -22,7 +22,7 @@ import requests
 
 from reproduce_vllm_lmcache import config
 from reproduce_vllm_lmcache.report import judging
-from reproduce_vllm_lmcache.servers import http_client
+from reproduce_vllm_lmcache.servers import commands, http_client
 from reproduce_vllm_lmcache.servers.preflight import server_tmpdirs
 from reproduce_vllm_lmcache.servers.settings import Settings
 from reproduce_vllm_lmcache.workspace import export
@@ -346,7 +346,7 @@ def test_api_server_killed_leaves_no_orphans(env, mode, tmp_path) -> None:
     env = {**env, "REPRO_PATCHES": mode, "TMPDIR": str(tmp_path)}
     settings = Settings.from_env(env)
     log = tmp_path / "vllm.log"
-    pid = spawn(env, settings.vllm_argv(connector=False), log)
+    pid = spawn(env, commands.vllm(settings, connector=False), log)
     try:
         deadline = time.monotonic() + 600
         while not vllm_ready(settings):

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from reproduce_vllm_lmcache.experiments import nodes
-from reproduce_vllm_lmcache.servers import lmcache_api, netns
+from reproduce_vllm_lmcache.servers import commands, lmcache_api, netns
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 from reproduce_vllm_lmcache.workspace import system
 
@@ -66,15 +66,15 @@ def test_store_and_coordinator_knobs() -> None:
         "REPRO_LMCACHE_INSTANCE_ID": "node-a",
         "REPRO_L2_PREFETCH_POLICY": "retain",
     }
-    argv = Settings.from_env(env).lmcache_argv()
+    argv = commands.lmcache(Settings.from_env(env))
     assert argv[argv.index("--coordinator-url") + 1] == "http://127.0.0.1:9300" and "--coordinator-event-reporting" in argv
     assert argv[argv.index("--instance-id") + 1] == "node-a" and argv[argv.index("--l2-prefetch-policy") + 1] == "retain"
-    assert "--coordinator-url" not in Settings.from_env({**os.environ, "REPRO_COORDINATOR_URL": ""}).lmcache_argv()
+    assert "--coordinator-url" not in commands.lmcache(Settings.from_env({**os.environ, "REPRO_COORDINATOR_URL": ""}))
     with pytest.raises(KnobError, match="REPRO_STORE_HOST"):
         Settings.from_env({**os.environ, "REPRO_STORE_HOST": "10.77.0.1", "REPRO_NETNS": ""})
     inside = Settings.from_env({**env, "REPRO_STORE_HOST": "10.77.0.1", "REPRO_NETNS": "repro-1-a"})
-    assert inside.l2_adapter()["host"] == "10.77.0.1" and inside.host == "127.0.0.1"
-    assert inside.redis_url == "tcp://10.77.0.1:6390" and inside.coordinator_argv()[-6:-3] == ["--host", "10.77.0.1", "--port"]
+    assert commands.l2_adapter(inside)["host"] == "10.77.0.1" and inside.host == "127.0.0.1"
+    assert inside.redis_url == "tcp://10.77.0.1:6390" and commands.coordinator(inside)[-6:-3] == ["--host", "10.77.0.1", "--port"]
 
 
 def test_netns_helpers_stay_put_without_a_namespace() -> None:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from reproduce_vllm_lmcache.servers import settings
+from reproduce_vllm_lmcache.servers import commands, settings
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 
 
@@ -65,7 +65,7 @@ def test_hugging_face_ids_are_accepted_as_models() -> None:
 
 def test_vllm_command_carries_the_connector_config() -> None:
     s = Settings.from_env({"REPRO_TRANSFER_MODE": "engine_driven", "REPRO_KV_LOAD_FAILURE_POLICY": "fail"})
-    argv = s.vllm_argv()
+    argv = commands.vllm(s)
     assert argv[0] == "env" and "--no-enable-prefix-caching" in argv and "--enforce-eager" in argv
     assert "VLLM_CPU_OMP_THREADS_BIND=" + s.threads_bind in argv
     kv = json.loads(argv[argv.index("--kv-transfer-config") + 1])
@@ -76,17 +76,17 @@ def test_vllm_command_carries_the_connector_config() -> None:
         "lmcache.mp.port": 5555,
         "lmcache.mp.mp_transfer_mode": "engine_driven",
     }
-    assert "--kv-transfer-config" not in s.vllm_argv(connector=False)
-    assert "--kv-transfer-config" not in Settings.from_env({"REPRO_CONNECTOR": "0"}).vllm_argv()
+    assert "--kv-transfer-config" not in commands.vllm(s, connector=False)
+    assert "--kv-transfer-config" not in commands.vllm(Settings.from_env({"REPRO_CONNECTOR": "0"}))
 
 
 def test_lmcache_command_binds_loopback_and_turns_telemetry_off() -> None:
-    argv = Settings.from_env({"REPRO_CHUNK_SIZE": "128"}).lmcache_argv()
+    argv = commands.lmcache(Settings.from_env({"REPRO_CHUNK_SIZE": "128"}))
     assert "LMCACHE_TRACK_USAGE=false" in argv
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert argv[argv.index("--http-host") + 1] == "127.0.0.1"
     assert argv[argv.index("--chunk-size") + 1] == "128"
-    assert "LMCACHE_TRACK_USAGE=true" in Settings.from_env({"REPRO_LMCACHE_TELEMETRY": "true"}).lmcache_argv()
+    assert "LMCACHE_TRACK_USAGE=true" in commands.lmcache(Settings.from_env({"REPRO_LMCACHE_TELEMETRY": "true"}))
 
 
 def test_threads_bind_all_means_every_core() -> None:
@@ -98,12 +98,12 @@ def test_threads_bind_all_means_every_core() -> None:
 
 
 def test_l2_adapter_is_lmcaches_own_resp_or_fs_spec() -> None:
-    assert "--l2-adapter" not in Settings.from_env({}).lmcache_argv()
+    assert "--l2-adapter" not in commands.lmcache(Settings.from_env({}))
     redis = Settings.from_env({"REPRO_L2": "redis", "REPRO_REDIS_PORT": "6400"})
-    argv = redis.lmcache_argv()
+    argv = commands.lmcache(redis)
     assert json.loads(argv[argv.index("--l2-adapter") + 1]) == {"type": "resp", "host": "127.0.0.1", "port": 6400}
     disk = Settings.from_env({"REPRO_L2": "disk", "REPRO_L2_DISK_DIR": "some/where"})
-    spec = json.loads(disk.lmcache_argv()[-1])
+    spec = json.loads(commands.lmcache(disk)[-1])
     assert spec["type"] == "fs" and spec["base_path"].endswith("some/where") and spec["base_path"].startswith("/")
     with pytest.raises(KnobError, match="REPRO_L2='s3'"):
         Settings.from_env({"REPRO_L2": "s3"})
@@ -112,7 +112,7 @@ def test_l2_adapter_is_lmcaches_own_resp_or_fs_spec() -> None:
 
 
 def test_redis_binds_loopback_on_its_own_port_and_persists_nothing() -> None:
-    argv = Settings.from_env({"REPRO_REDIS_PORT": "6401"}).redis_argv()
+    argv = commands.redis(Settings.from_env({"REPRO_REDIS_PORT": "6401"}))
     assert argv[argv.index("--bind") + 1] == "127.0.0.1"
     assert argv[argv.index("--port") + 1] == "6401"
     assert argv[argv.index("--save") + 1] == "" and argv[argv.index("--appendonly") + 1] == "no"
@@ -122,18 +122,18 @@ def test_extra_args_are_shell_words_appended_to_each_command_line() -> None:
     s = Settings.from_env(
         {"REPRO_VLLM_EXTRA_ARGS": "--max-num-batched-tokens 4096 --served-model-name 'a b'", "REPRO_LMCACHE_EXTRA_ARGS": "--max-workers 2"}
     )
-    assert s.vllm_argv()[-4:] == ["--max-num-batched-tokens", "4096", "--served-model-name", "a b"]
-    assert s.lmcache_argv()[-2:] == ["--max-workers", "2"]
+    assert commands.vllm(s)[-4:] == ["--max-num-batched-tokens", "4096", "--served-model-name", "a b"]
+    assert commands.lmcache(s)[-2:] == ["--max-workers", "2"]
     assert s.as_dict()["vllm_extra_args"] == ("--max-num-batched-tokens", "4096", "--served-model-name", "a b")
     with pytest.raises(KnobError, match="REPRO_VLLM_EXTRA_ARGS=.*not shell words"):
         Settings.from_env({"REPRO_VLLM_EXTRA_ARGS": "--x 'open"})
 
 
 def test_fast_layout_forks_the_engine_with_the_worker_inside() -> None:
-    argv = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast"}).vllm_argv()
+    argv = commands.vllm(Settings.from_env({"REPRO_VLLM_LAYOUT": "fast"}))
     assert argv[argv.index("--distributed-executor-backend") + 1] == "uni"
     assert "VLLM_ENABLE_V1_MULTIPROCESSING=0" in argv and "VLLM_WORKER_MULTIPROC_METHOD=fork" in argv
-    upstream = Settings.from_env({"REPRO_VLLM_LAYOUT": "upstream"}).vllm_argv()
+    upstream = commands.vllm(Settings.from_env({"REPRO_VLLM_LAYOUT": "upstream"}))
     assert "--distributed-executor-backend" not in upstream
     assert not any(a.startswith(("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_WORKER_MULTIPROC_METHOD")) for a in upstream)
 
@@ -149,9 +149,9 @@ def test_fast_layout_falls_back_where_it_is_not_verified() -> None:
 
 
 def test_preload_server_command_keeps_the_fast_layout_libraries() -> None:
-    argv = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast", "REPRO_PRELOAD_VLLM": "0"}).preload_argv("s.sock")
+    argv = commands.preload(Settings.from_env({"REPRO_VLLM_LAYOUT": "fast", "REPRO_PRELOAD_VLLM": "0"}), "s.sock")
     assert argv[-5:] == ["-m", "reproduce_vllm_lmcache.servers.preload", "serve", "--socket", "s.sock"]
-    with_vllm = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast", "REPRO_PRELOAD_VLLM": "1"}).preload_argv("s.sock")
+    with_vllm = commands.preload(Settings.from_env({"REPRO_VLLM_LAYOUT": "fast", "REPRO_PRELOAD_VLLM": "1"}), "s.sock")
     assert with_vllm[-1] == "--with-vllm" and "VLLM_CPU_KVCACHE_SPACE=1" in with_vllm
     assert "TORCHINDUCTOR_COMPILE_THREADS=1" in argv
 

@@ -14,7 +14,7 @@ from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments.client import Session
 from reproduce_vllm_lmcache.experiments.record import with_session
 from reproduce_vllm_lmcache.experiments.scenarios import full_chunks, verdict
-from reproduce_vllm_lmcache.servers import lmcache_api, metrics
+from reproduce_vllm_lmcache.servers import commands, lmcache_api, metrics
 from reproduce_vllm_lmcache.servers.settings import KnobError, Settings
 
 
@@ -100,7 +100,7 @@ def run(session: Session, tokens: int, seed: str, timeout: float) -> dict[str, A
     result = verdict(f"L2 {s.l2}", all(checks.values()), detail, [cold, warm_l1, warm_l2])
     result.update(
         l2=s.l2,
-        adapter=s.l2_adapter(),
+        adapter=commands.l2_adapter(s),
         checks=checks,
         l2_contents=contents,
         l2_write_s=round(l2_write_s, 3),

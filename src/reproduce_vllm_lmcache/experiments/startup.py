@@ -14,6 +14,7 @@ from typing import Any
 
 from reproduce_vllm_lmcache import config, knobs
 from reproduce_vllm_lmcache.experiments import client
+from reproduce_vllm_lmcache.servers import commands
 
 # "(APIServer pid=12) INFO 11-30 12:31:48 [api_utils.py:347] ..."
 _LINE = re.compile(r"^\((?P<proc>[A-Za-z_-]+)(?:-\d+)? pid=(?P<pid>\d+)\) \w+ (?P<stamp>\d\d-\d\d \d\d:\d\d:\d\d) ")
@@ -98,7 +99,7 @@ def record(run_dir: Path, configuration: str, log: Path, started: float, ready: 
         "phases_s": phases(started, milestones, ready, warmed),
         **first_requests(tokens, f"startup-{time.time_ns()}"),
         # Paths relative to the workspace: results carry no machine-specific absolute paths.
-        "vllm_argv": [a.replace(f"{config.ROOT}/", "") for a in settings.vllm_argv()],
+        "vllm_argv": [a.replace(f"{config.ROOT}/", "") for a in commands.vllm(settings)],
     }
     with (run_dir / "starts.jsonl").open("a") as out:
         out.write(json.dumps(row) + "\n")

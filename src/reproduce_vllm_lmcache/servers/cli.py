@@ -21,18 +21,19 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_command(args: argparse.Namespace) -> int:
     """NUL-separated argv, for bash to run without any quoting issues."""
+    from reproduce_vllm_lmcache.servers import commands
     from reproduce_vllm_lmcache.servers.settings import Settings
 
     settings = Settings.from_env()
     if args.server == "preload":
-        argv = settings.preload_argv(knobs.text("REPRO_PRELOAD_SOCKET"))
+        argv = commands.preload(settings, knobs.text("REPRO_PRELOAD_SOCKET"))
     else:
         argv = {
-            "lmcache": settings.lmcache_argv,
-            "vllm": settings.vllm_argv,
-            "redis": settings.redis_argv,
-            "coordinator": settings.coordinator_argv,
-        }[args.server]()
+            "lmcache": commands.lmcache,
+            "vllm": commands.vllm,
+            "redis": commands.redis,
+            "coordinator": commands.coordinator,
+        }[args.server](settings)
     sys.stdout.write("\0".join(argv) + "\0")
     return 0
 

@@ -1,17 +1,14 @@
-"""The knobs of defaults.env, validated and typed, and the server command lines built from them.
+"""The servers' knobs of defaults.env, validated and typed (Settings), and the platform probes
+they depend on (CPU flags for the dtype, the vLLM process layout, thread binding).
 
 The servers' knobs are checked here, and each script's own knobs in experiments/preflight.py,
-both before any server starts; bash scripts only run what this builds.
-
-Over 300 lines: the servers' one typed knob object (Settings) and the five command lines that
-read its fields; splitting the command lines into a module of their own is pending (issue 22).
+both before any server starts; servers/commands.py turns Settings into command lines, and bash
+scripts only run what that builds.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
-import json
 import os
 import platform
 import sys
@@ -68,12 +65,6 @@ def _choice(env: dict[str, str], key: str, choices: tuple[str, ...]) -> str:
 
 # REPRO_TRACE=1 in vLLM's process: its log at DEBUG with millisecond timestamps (the workspace's
 # logging config), and the connector's (LMCache's logger) at DEBUG.
-TRACE_ENV = {
-    "VLLM_LOGGING_CONFIG_PATH": str(Path(__file__).with_name("vllm_trace_logging.json")),
-    "LMCACHE_LOG_LEVEL": "DEBUG",
-}
-
-
 def _flag(env: dict[str, str], key: str) -> bool:
     return _choice(env, key, ("0", "1")) == "1"
 
@@ -108,27 +99,6 @@ def vllm_layout(value: str, system: str) -> tuple[str, str]:
     if value == "fast" and system != "linux":
         return "upstream", f"REPRO_VLLM_LAYOUT=fast is verified on Linux only; using vLLM's upstream layout on {system}"
     return value, ""
-
-
-def fast_layout_env() -> dict[str, str]:
-    """vLLM settings of the fast layout (see vllm_layout)."""
-    env = {
-        # With the uni executor the worker runs inside the EngineCore process; vLLM's CPU
-        # platform allows that only when this is off.
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        # The EngineCore is forked from the API server, which has imported vLLM, torch and
-        # LMCache already (respected by workspace patch 0003; vLLM's CPU default is spawn).
-        "VLLM_WORKER_MULTIPROC_METHOD": "fork",
-    }
-    # vLLM preloads torch's libgomp into the processes it spawns (thread binding needs it);
-    # a forked EngineCore inherits the API server's libraries, so the API server gets it.
-    spec = importlib.util.find_spec("torch")
-    if sys.platform == "linux" and spec and spec.submodule_search_locations:
-        gomp = sorted(Path(spec.submodule_search_locations[0], "lib").glob("libgomp*.so*"))
-        preload = [p for p in (os.environ.get("LD_PRELOAD", ""), str(gomp[0]) if gomp else "") if p]
-        if preload:
-            env["LD_PRELOAD"] = ":".join(preload)
-    return env
 
 
 def threads_bind(value: str, cores: int) -> str:
@@ -307,178 +277,6 @@ class Settings:
     @property
     def lmcache_rpc_url(self) -> str:
         return f"tcp://{self.host}:{self.lmcache_port}"
-
-    # --- command lines ---------------------------------------------------------------
-    def kv_transfer_config(self) -> dict[str, object]:
-        return {
-            "kv_connector": "LMCacheMPConnector",
-            "kv_role": "kv_both",
-            "kv_connector_module_path": "lmcache.integration.vllm.lmcache_mp_connector",
-            "kv_load_failure_policy": self.kv_load_failure_policy,
-            "kv_connector_extra_config": {
-                "lmcache.mp.host": f"tcp://{self.host}",
-                "lmcache.mp.port": self.lmcache_port,
-                "lmcache.mp.mp_transfer_mode": self.transfer_mode,
-            },
-        }
-
-    def lmcache_argv(self) -> list[str]:
-        argv = [
-            "env",
-            f"LMCACHE_TRACK_USAGE={'true' if self.lmcache_telemetry else 'false'}",
-            "LMCACHE_DISABLE_BANNER=1",
-            *(["LMCACHE_LOG_LEVEL=DEBUG"] if self.trace else []),
-            *(f"{k}={v}" for k, v in self.code_env().items()),
-            str(venv_bin("lmcache")),
-            "server",
-            "--host",
-            self.host,
-            "--port",
-            str(self.lmcache_port),
-            "--http-host",
-            self.host,
-            "--http-port",
-            str(self.lmcache_http_port),
-            "--l1-size-gb",
-            f"{self.l1_size_gb:g}",
-            "--eviction-policy",
-            self.eviction_policy,
-            "--chunk-size",
-            str(self.chunk_size),
-            # Both transfer modes, so vLLM may be restarted in either against one server.
-            "--supported-transfer-mode",
-            "auto",
-        ]
-        if self.lmcache_shm_name:
-            argv += ["--shm-name", self.lmcache_shm_name]
-        if self.l2 != "none":
-            argv += ["--l2-adapter", json.dumps(self.l2_adapter())]
-        if self.l2 != "none" and self.l2_prefetch_policy != "default":
-            argv += ["--l2-prefetch-policy", self.l2_prefetch_policy]
-        if self.coordinator_url:  # register, heartbeat and report cache events (store, evict, access)
-            argv += ["--coordinator-url", self.coordinator_url, "--coordinator-event-reporting", "--coordinator-advertise-ip", self.host]
-        if self.instance_id:
-            argv += ["--instance-id", self.instance_id]
-        if self.trace:
-            argv += ["--trace-level", "storage", "--trace-output", self.trace_file]
-        return argv + list(self.lmcache_extra_args)
-
-    def l2_adapter(self) -> dict[str, object]:
-        """LMCache's own L2 adapter spec: ``resp`` (its native Redis client) or ``fs`` (files)."""
-        if self.l2 == "redis":
-            return {"type": "resp", "host": self.store_host, "port": self.redis_port}
-        if self.l2 == "disk":
-            return {"type": "fs", "base_path": self.l2_disk_dir}
-        raise KnobError(f"REPRO_L2={self.l2!r}: no L2 adapter")
-
-    def redis_argv(self) -> list[str]:
-        """A Redis server for LMCache's L2: loopback only (or, under scripts/nodes.sh, the store
-        namespace's address, which only the nodes' namespaces can reach: there Redis's protected
-        mode, which answers every non-loopback client DENIED, is off), own port and folder,
-        nothing persisted."""
-        loopback = is_loopback(self.store_host)
-        return [
-            self.redis_server,
-            "--bind",
-            self.store_host,
-            "--port",
-            str(self.redis_port),
-            "--dir",
-            self.redis_dir,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes" if loopback or not self.netns else "no",
-        ]
-
-    def coordinator_argv(self) -> list[str]:
-        """LMCache's fleet coordinator (directory of servers and of their cache events)."""
-        return [
-            "env",
-            "LMCACHE_DISABLE_BANNER=1",
-            *(f"{k}={v}" for k, v in self.code_env().items()),
-            str(venv_bin("lmcache")),
-            "coordinator",
-            "--host",
-            self.store_host,
-            "--port",
-            str(self.coordinator_port),
-            "--chunk-size",
-            str(self.chunk_size),
-        ]
-
-    def vllm_env(self) -> dict[str, str]:
-        return {
-            "VLLM_CPU_KVCACHE_SPACE": str(self.vllm_kv_space_gb),
-            "VLLM_CPU_OMP_THREADS_BIND": self.threads_bind,
-            "VLLM_HOST_IP": self.host,
-            "GLOO_SOCKET_IFNAME": "lo" if sys.platform == "linux" else "lo0",
-            "HF_HUB_OFFLINE": "1" if Path(self.model).is_dir() else os.environ.get("HF_HUB_OFFLINE", "0"),
-            "VLLM_NO_USAGE_STATS": "1",
-            **(fast_layout_env() if self.vllm_layout == "fast" else {}),
-            **(TRACE_ENV if self.trace else {}),
-            **self.code_env(),
-        }
-
-    def code_env(self) -> dict[str, str]:
-        """Where the servers import LMCache from: the checkout, or in upstream mode the pristine
-        tree first on PYTHONPATH (the vLLM process imports the connector from it too)."""
-        path = upstream.pythonpath(self.patches)
-        return {"PYTHONPATH": path} if path else {}
-
-    def vllm_argv(self, connector: bool | None = None) -> list[str]:
-        argv = ["env", *(f"{k}={v}" for k, v in self.vllm_env().items())]
-        argv += [
-            str(venv_bin("vllm")),
-            "serve",
-            self.model,
-            "--host",
-            self.host,
-            "--port",
-            str(self.vllm_port),
-            "--dtype",
-            self.dtype,
-            "--max-model-len",
-            str(self.max_model_len),
-            "--max-num-seqs",
-            str(self.max_num_seqs),
-            "--block-size",
-            str(self.block_size),
-            "--enable-prompt-tokens-details",
-            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
-        ]
-        if self.enforce_eager:
-            argv.append("--enforce-eager")
-        if self.vllm_layout == "fast":
-            argv += ["--distributed-executor-backend", "uni"]
-        if self.connector if connector is None else connector:
-            argv += ["--kv-transfer-config", json.dumps(self.kv_transfer_config())]
-        if self.trace:
-            argv.append("--enable-log-requests")
-        return argv + list(self.vllm_extra_args)
-
-    def preload_argv(self, socket_path: str) -> list[str]:
-        """The preload server, with the environment its forked servers inherit at load time."""
-        with_vllm = self.preload_vllm
-        env = {
-            # What vLLM reads while it is imported, as a vLLM start with these knobs has it.
-            **(self.vllm_env() if with_vllm else fast_layout_env() if self.vllm_layout == "fast" else {}),
-            # As vLLM sets it before it imports Inductor (no compile worker pool in a server).
-            "TORCHINDUCTOR_COMPILE_THREADS": "1",
-        }
-        return [
-            "env",
-            *(f"{k}={v}" for k, v in env.items()),
-            sys.executable,
-            "-m",
-            "reproduce_vllm_lmcache.servers.preload",
-            "serve",
-            "--socket",
-            socket_path,
-            *(["--with-vllm"] if with_vllm else []),
-        ]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

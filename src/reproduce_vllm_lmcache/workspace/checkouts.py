@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,27 @@ def local_edits(repo: Path) -> list[str]:
     """Tracked files changed since the last commit (build outputs are untracked, ignored)."""
     out = git(repo, "status", "--porcelain", "--untracked-files=no").stdout
     return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+@contextmanager
+def pristine_worktree(src: Source, prefix: str, built: bool = False) -> Iterator[Path]:
+    """A temporary git worktree of ``src`` at its pristine release tag, removed afterwards.
+    ``built``: also link the checkout's untracked build outputs (compiled extensions,
+    ``_version.py``) into it, so the tree imports as the checkout does."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    tree = workdir / src.checkout
+    git(src.path, "worktree", "prune", check=False)
+    try:
+        git(src.path, "worktree", "add", "--detach", str(tree), src.git_tag)
+        if built:
+            outputs = git(src.path, "ls-files", "--others", "--ignored", "--exclude-standard", "--", "*.so", "*/_version.py").stdout
+            for rel in outputs.splitlines():
+                if (tree / rel).parent.is_dir() and not (tree / rel).exists():
+                    (tree / rel).symlink_to(src.path / rel)
+        yield tree
+    finally:
+        git(src.path, "worktree", "remove", "--force", str(tree), check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def at_pinned_version(src: Source) -> bool:

@@ -51,6 +51,10 @@ def cmd_patches(args: argparse.Namespace) -> int:
             print(f"wrote {path.relative_to(config.ROOT) if path.is_relative_to(config.ROOT) else path}")
         print("apply upstream with: git am <checkout's files> (on the pinned release tag); send with git send-email")
         return 0
+    if args.action == "test":
+        from reproduce_vllm_lmcache.workspace import upstream_tests
+
+        return upstream_tests.main([args.name] if args.name else [])
     if args.action == "export":
         if not args.name:
             print("usage: repro patches export NAME   (NAME from `repro patches`)")
@@ -76,9 +80,13 @@ def register(sub: Any) -> None:
     mode.add_argument("--check", action="store_true", help="exit 1 when docs/knobs.md is stale")
     p.set_defaults(func=cmd_knobs)
     p = sub.add_parser(
-        "patches", help="the patch set with each patch's state; export NAME: its upstream report; series: git format-patch series"
+        "patches",
+        help="the patch set with each patch's state; export NAME: its upstream report; series: git format-patch series; "
+        "test [CHECKOUT]: each fix's upstream-style test, failing on the pristine release and passing patched",
     )
-    p.add_argument("action", nargs="?", choices=("list", "export", "series"), default="list")
+    p.add_argument("action", nargs="?", choices=("list", "export", "series", "test"), default="list")
     p.add_argument("--out", help="series: the folder for <checkout>/NNNN-*.patch (default: .repro/upstream-series)")
-    p.add_argument("name", nargs="?", help="the patch to export (e.g. 0003-mq-loop-survives-bad-messages)")
+    p.add_argument(
+        "name", nargs="?", help="export: the patch (e.g. 0003-mq-loop-survives-bad-messages); test: LMCache or vllm (default both)"
+    )
     p.set_defaults(func=cmd_patches)

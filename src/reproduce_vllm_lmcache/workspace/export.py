@@ -11,13 +11,11 @@ temporary worktree). Standard library only.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.config import ROOT
-from reproduce_vllm_lmcache.workspace import patches, pins, upstream
+from reproduce_vllm_lmcache.workspace import checkouts, patches, pins, upstream
 from reproduce_vllm_lmcache.workspace.checkouts import git
 
 DOCS_DIR = ROOT / "docs" / "upstream"
@@ -88,27 +86,35 @@ def table() -> str:
 
 def pristine_diff(src: pins.Source, patch: patches.Patch) -> tuple[str, bool]:
     """The patch's diff against the pristine tag, and whether it applies there alone."""
-    workdir = Path(tempfile.mkdtemp(prefix="repro-export-"))
-    tree = workdir / src.checkout
-    try:
-        git(src.path, "worktree", "add", "--detach", str(tree), src.git_tag)
-        alone = git(tree, "apply", str(patch.path), check=False).returncode == 0
+    with checkouts.pristine_worktree(src, "repro-export-") as tree:
+        alone = git(tree, "apply", "--index", str(patch.path), check=False).returncode == 0
         if not alone:  # it needs an earlier workspace patch: show it on top of those
             for earlier in patches.for_checkout(src.checkout):
                 if earlier == patch:
                     break
                 patches.apply(tree, earlier)
-            git(tree, "apply", str(patch.path))
-        return git(tree, "diff").stdout, alone
-    finally:
-        git(src.path, "worktree", "remove", "--force", str(tree), check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
+            git(tree, "apply", "--index", str(patch.path))
+        return git(tree, "diff", "--cached").stdout, alone
 
 
 def _observation(seen: dict[str, object] | None) -> str:
     if not seen:
         return "(not recorded yet: run `REPRO_TEST_RECORD=1 scripts/test.sh tests/test_faults.py`)"
     return "\n".join(f"{k}: {v}" for k, v in seen.items())
+
+
+def _unit_test(checkout: str, name: str) -> str:
+    """The fix's upstream-style test files and what `repro patches test` last saw."""
+    path = knobs.path("REPRO_RESULTS_DIR") / "upstream-tests.json"
+    rows = [r for r in json.loads(path.read_text()) if r["patch"] == name and r["checkout"] == checkout] if path.exists() else []
+    if not rows:
+        return "(not run yet: `repro patches test`)"
+    row = rows[0]
+    files = ", ".join(f"`{checkout}/{t}`" for t in row["tests"]) or "(none)"
+    return (
+        f"{files}, part of the diff below. `repro patches test` ran it on the pristine release: "
+        f"{', '.join(row['pristine'])}; on the patched tree: {', '.join(row['patched'])} (`results/upstream-tests.json`)."
+    )
 
 
 def export(name: str) -> Path:
@@ -149,6 +155,10 @@ Automated, both modes in one run (recorded into `results/bugs.json`): `REPRO_TES
 ```
 {_observation(seen.get("all"))}
 ```
+
+## Unit test in {src.checkout}'s own test suite
+
+{_unit_test(src.checkout, patch.name)}
 
 ## The change
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import textwrap
 from pathlib import Path
 
-from reproduce_vllm_lmcache.workspace import patches, pins
+from reproduce_vllm_lmcache.workspace import checkouts, patches, pins
 from reproduce_vllm_lmcache.workspace.checkouts import git
 
 WIDTH = 72
@@ -88,10 +87,7 @@ def export(out: Path) -> list[Path]:
             raise patches.PatchError(f"{src.checkout}/ is missing: run scripts/setup.sh first")
         target = out / src.checkout
         shutil.rmtree(target, ignore_errors=True)
-        workdir = Path(tempfile.mkdtemp(prefix="repro-series-"))
-        tree = workdir / src.checkout
-        try:
-            git(src.path, "worktree", "add", "--detach", str(tree), src.git_tag)
+        with checkouts.pristine_worktree(src, "repro-series-") as tree:
             env = {
                 "GIT_AUTHOR_NAME": signer[0],
                 "GIT_AUTHOR_EMAIL": signer[1],
@@ -103,7 +99,7 @@ def export(out: Path) -> list[Path]:
                 steps = [([f"--include={path}"], (k, len(split), title)) for k, (path, title) in enumerate(split, 1)] or [([], None)]
                 for include, part in steps:
                     git(tree, "apply", "--index", *include, str(patch.path))
-                    msg = workdir / "message"
+                    msg = tree.parent / "message"
                     msg.write_text(message(patch, signer, part))
                     subprocess.run(["git", "-C", str(tree), "commit", "-q", "-F", str(msg)], check=True, env={**os.environ, **env})
                 left = git(tree, "apply", "--check", str(patch.path), check=False).returncode == 0
@@ -111,7 +107,4 @@ def export(out: Path) -> list[Path]:
                     raise patches.PatchError(f"{patch.path}: its Part: lines leave hunks out (every file of the diff needs a part)")
             made = git(tree, "format-patch", "-q", "-o", str(target), f"{src.git_tag}..HEAD").stdout.split()
             written += [Path(p) for p in made] or sorted(target.glob("*.patch"))
-        finally:
-            git(src.path, "worktree", "remove", "--force", str(tree), check=False)
-            shutil.rmtree(workdir, ignore_errors=True)
     return written
