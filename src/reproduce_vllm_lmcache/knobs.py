@@ -180,6 +180,25 @@ class Prompts:
 
 
 @dataclass(frozen=True)
+class Fuzz:
+    """repro fuzz / scripts/fuzz.sh: schemathesis's bounds and the servers it targets."""
+
+    examples: int
+    max_time_s: int
+    seed: int
+    targets: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls, env: Env = None) -> Fuzz:
+        return cls(
+            integer("REPRO_FUZZ_EXAMPLES", env),
+            integer("REPRO_FUZZ_MAX_TIME_S", env),
+            integer("REPRO_FUZZ_SEED", env, minimum=0),
+            names("REPRO_FUZZ_TARGETS", env, known=("vllm", "lmcache")),
+        )
+
+
+@dataclass(frozen=True)
 class SecondVllm:
     port: int
 

@@ -90,6 +90,19 @@ def register(sub: Any) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("--run-dir", type=Path, help="record the result as JSON into this folder")
         p.set_defaults(func=func)
+    p = sub.add_parser("fuzz", help="schemathesis on both servers' OpenAPI, targeted hostile cases, then a cold/warm pair must still hit")
+    p.add_argument("--run-dir", type=Path, help="record fuzz.json, the HAR files and logs here (default: .repro/fuzz)")
+    p.set_defaults(func=lazy("experiments.fuzz:main"))
+    p = sub.add_parser("tenants", help="cache_salt isolation: salt A, A again, B, none, none again, judged by both servers' counters")
+    p.add_argument(
+        "--path",
+        choices=("local", "shared", "l2"),
+        default="local",
+        help="one vLLM; cold on one vLLM, rest on the second; L1 cleared before each step",
+    )
+    p.add_argument("--label", default="", help="name of the JSON file (tenants-LABEL.json; default: the path)")
+    p.add_argument("--run-dir", type=Path, help="record the result as JSON into this folder")
+    p.set_defaults(func=lazy("experiments.tenants:main"))
     p = sub.add_parser("profile-report", help="top functions of the py-spy profiles in a run folder")
     p.add_argument("run_dir", type=Path)
     p.set_defaults(func=lazy("report.profile:main"))

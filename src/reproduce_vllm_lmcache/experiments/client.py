@@ -119,11 +119,17 @@ def _stream(client: requests.Session, url: str, body: dict[str, object], timeout
 
 
 def complete(
-    client: requests.Session, settings: Settings, model: str, ids: list[int], timeout: float, max_tokens: int | None = None
+    client: requests.Session,
+    settings: Settings,
+    model: str,
+    ids: list[int],
+    timeout: float,
+    max_tokens: int | None = None,
+    salt: str | None = None,
 ) -> dict[str, object]:
     """One streamed greedy completion of a token-id prompt (settings.max_tokens output tokens
-    unless max_tokens says otherwise)."""
-    body = {
+    unless max_tokens says otherwise), under the tenant ``salt`` (vLLM's cache_salt) if given."""
+    body: dict[str, object] = {
         "model": model,
         "prompt": ids,
         "max_tokens": settings.max_tokens if max_tokens is None else max_tokens,
@@ -132,6 +138,8 @@ def complete(
         "stream_options": {"include_usage": True},
         "logprobs": TOP_LOGPROBS,
     }
+    if salt is not None:
+        body["cache_salt"] = salt
     return _stream(client, f"{settings.vllm_url}/v1/completions", body, timeout, chat=False)
 
 
@@ -231,9 +239,11 @@ class Session:
     def prompt(self, tokens: int, seed: str) -> list[int]:
         return prompts.build(self.tokenize, tokens, seed)
 
-    def round(self, name: str, label: str, ids: list[int], timeout: float) -> Round:
-        print(f"  {label} {name}: sending {len(ids)} tokens ...", flush=True)
-        r = measure(self.client, self.settings, name, label, lambda: complete(self.client, self.settings, self.model, ids, timeout))
+    def round(self, name: str, label: str, ids: list[int], timeout: float, salt: str | None = None) -> Round:
+        print(f"  {label} {name}: sending {len(ids)} tokens{f' (cache_salt {salt})' if salt else ''} ...", flush=True)
+        r = measure(
+            self.client, self.settings, name, label, lambda: complete(self.client, self.settings, self.model, ids, timeout, salt=salt)
+        )
         report_round(r)
         return r
 

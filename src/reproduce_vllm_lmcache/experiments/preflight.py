@@ -47,6 +47,18 @@ def _shared(settings: Settings) -> str:
     return f"{knobs.Prompts.of('shared').tokens}-token prompt across vLLM on {settings.vllm_port} and {port}"
 
 
+def _tenants(settings: Settings) -> str:
+    setups = knobs.names("REPRO_TENANTS_SETUPS", known=("apc", "lmcache", "shared"))
+    if "shared" in setups:
+        knobs.SecondVllm.from_env()
+    return f"{knobs.Prompts.of('tenants').tokens}-token prompt, setups {', '.join(setups)}"
+
+
+def _fuzz(settings: Settings) -> str:
+    fuzz = knobs.Fuzz.from_env()
+    return f"schemathesis on {', '.join(fuzz.targets)}: {fuzz.examples} examples per operation, {fuzz.max_time_s} s each"
+
+
 def _matrix(settings: Settings) -> str:
     from reproduce_vllm_lmcache.report import matrix
 
@@ -82,6 +94,8 @@ SCRIPTS: dict[str, Callable[[Settings], str]] = {
     "eviction": _eviction,
     "l2": _l2,
     "shared": _shared,
+    "tenants": _tenants,
+    "fuzz": _fuzz,
     "matrix": _matrix,
     "startup": _startup,
     "soak": _soak,
