@@ -46,11 +46,16 @@ def har_counts(har: Path) -> dict[str, dict[str, Any]]:
     return {op: {"requests": sum(c.values()), "statuses": dict(sorted(c.items()))} for op, c in sorted(ops.items())}
 
 
+# 5xx answers the server documents as refusals (LMCache's cache_api.py docstrings: 503 when no
+# L2 adapter is configured, as in the fuzz's LMCache server).
+DOCUMENTED = {("GET /cache/objects", "503"), ("DELETE /cache/objects", "503"), ("POST /cache/prefetches", "503")}
+
+
 def server_errors(counts: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """The operations that answered 5xx, with those statuses."""
+    """The operations that answered 5xx (other than a documented refusal), with those statuses."""
     out = {}
     for op, seen in counts.items():
-        bad = {s: n for s, n in seen["statuses"].items() if s.startswith("5")}
+        bad = {s: n for s, n in seen["statuses"].items() if s.startswith("5") and (op, s) not in DOCUMENTED}
         if bad:
             out[op] = bad
     return out
@@ -81,6 +86,8 @@ def schemathesis(name: str, base: str, out: Path, filters: list[str], fuzz: knob
         str(fuzz.seed),
         "--suppress-health-check",
         "all",
+        "--generation-database",
+        "none",
         "--report",
         "har",
         "--report-har-path",
@@ -129,11 +136,14 @@ def targeted(session: Session) -> list[dict[str, Any]]:
         ("token id 2**40", {**base, "prompt": [2**40]}, (400,)),
         ("prompt at max-model-len - 1, max_tokens 1", {**base, "prompt": [1] * (limit - 1)}, (200,)),
         ("prompt past max-model-len", {**base, "prompt": [1] * (limit + 1)}, (400,)),
-        ("max_tokens past the model length", {**base, "prompt": [1, 2], "max_tokens": limit}, (400,)),
+        # vLLM 0.32 accepts prompt + max_tokens past the model length and stops at it (seen: a
+        # 2-token prompt with max_tokens 4096 generated for over 120 s); one token past here.
+        ("prompt + max_tokens one past max-model-len", {**base, "prompt": [1] * (limit - 1), "max_tokens": 2}, (200, 400)),
         ("max_tokens 0", {**base, "prompt": [1, 2], "max_tokens": 0}, (200, 400)),
         ("max_tokens negative", {**base, "prompt": [1, 2], "max_tokens": -1}, (400,)),
         ("n 0", {**base, "prompt": [1, 2], "n": 0}, (400,)),
-        ("n 4", {**base, "prompt": [1, 2], "n": 4}, (200,)),
+        ("n 4 at temperature 0 (greedy: refused)", {**base, "prompt": [1, 2], "n": 4}, (400,)),
+        ("n 4 at temperature 1", {**base, "prompt": [1, 2], "n": 4, "temperature": 1}, (200,)),
         ("logprobs 20 (vLLM's default max_logprobs)", {**base, "prompt": [1, 2], "logprobs": 20}, (200,)),
         ("logprobs 21", {**base, "prompt": [1, 2], "logprobs": 21}, (400,)),
         ("cache_salt empty", {**base, "prompt": [1, 2], "cache_salt": ""}, (400,)),
