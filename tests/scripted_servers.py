@@ -143,3 +143,14 @@ def expected_hit(tokens: int) -> int:
 def chunks_read(tokens: int) -> int:
     """Chunks LMCache reads for that hit (the last one may be used all but its last token)."""
     return -(-expected_hit(tokens) // chunk_size())
+
+
+def run_script(script: str, env: dict[str, str]) -> str:
+    """Run scripts/SCRIPT to its end: it must succeed and leave none of the servers it started
+    (their PIDs from its output) running or holding /dev/shm segments. Its output."""
+    result = subprocess.run([str(ROOT / "scripts" / script)], cwd=ROOT, env=env, capture_output=True, text=True)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    pids = server_pids(out)
+    assert pids and not alive(pids) and not shm_segments(pids), f"left behind: {alive(pids)}"
+    return out

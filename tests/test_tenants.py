@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 
-from reproduce_vllm_lmcache.config import ROOT
-from scripted_servers import alive, server_pids, shm_segments
+from scripted_servers import run_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -24,11 +22,7 @@ def test_salted_prompt_hits_only_its_own_tenant(tmp_path) -> None:
         "REPRO_TENANTS_PROMPT_TOKENS": "600",
         "REPRO_L2_DISK_DIR": str(tmp_path / "l2"),
     }
-    result = subprocess.run([str(ROOT / "scripts" / "tenants.sh")], cwd=ROOT, env=env, capture_output=True, text=True)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-6000:]
-    pids = server_pids(out)
-    assert pids and not alive(pids) and not shm_segments(pids)
+    run_script("tenants.sh", env)
     (run_dir,) = (tmp_path / "runs").glob("*-tenants")
     for label in ("lmcache", "l2"):
         data = json.loads((run_dir / f"tenants-{label}.json").read_text())

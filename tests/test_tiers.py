@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from reproduce_vllm_lmcache.config import ROOT
 from reproduce_vllm_lmcache.experiments.scenarios import full_chunks
 from reproduce_vllm_lmcache.servers.settings import Settings
-from scripted_servers import alive, server_pids, shm_segments
+from scripted_servers import run_script as run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -21,15 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 def hit(tokens: int) -> int:
     """Tokens LMCache serves for a repeated prompt of ``tokens`` at the configured chunk size."""
     return full_chunks(tokens, Settings.from_env().chunk_size)
-
-
-def run(script: str, env: dict[str, str]) -> str:
-    result = subprocess.run([str(ROOT / "scripts" / script)], cwd=ROOT, env=env, capture_output=True, text=True)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-6000:]
-    pids = server_pids(out)
-    assert pids and not alive(pids) and not shm_segments(pids), f"left behind: {alive(pids)}"
-    return out
 
 
 def test_l2_serves_the_warm_request_after_l1_is_cleared(tmp_path) -> None:
