@@ -17,15 +17,15 @@ from pathlib import Path
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def kv_bytes_per_token(model_config: dict[str, object], dtype: str) -> int:
+def kv_bytes_per_token(cfg: dict[str, object], dtype: str) -> int:
     """Keys and values of every layer for one token: 2 x layers x KV heads x head dim x bytes."""
-    layers = int(model_config["num_hidden_layers"])  # type: ignore[call-overload]
-    heads = int(model_config.get("num_key_value_heads") or model_config["num_attention_heads"])  # type: ignore[call-overload]
-    head_dim = model_config.get("head_dim") or int(model_config["hidden_size"]) // int(model_config["num_attention_heads"])  # type: ignore[call-overload]
+    layers = int(cfg["num_hidden_layers"])  # type: ignore[call-overload]
+    heads = int(cfg.get("num_key_value_heads") or cfg["num_attention_heads"])  # type: ignore[call-overload]
+    head_dim = cfg.get("head_dim") or int(cfg["hidden_size"]) // int(cfg["num_attention_heads"])  # type: ignore[call-overload]
     return 2 * layers * heads * int(head_dim) * DTYPE_BYTES[dtype]  # type: ignore[call-overload]
 
 
-def model_config(model: str) -> dict[str, object]:
+def hf(model: str) -> dict[str, object]:
     local = Path(model) / "config.json"
     if local.is_file():
         return dict(json.loads(local.read_text()))
