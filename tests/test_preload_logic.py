@@ -51,6 +51,18 @@ def test_an_edit_after_the_preload_refuses_vllm_starts_only(tmp_path: Path) -> N
     assert preload.changed(server.vllm_files) == str(source)
 
 
+def test_a_vllm_asking_for_another_allocator_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked process keeps the preload server's LD_PRELOAD: a vLLM start that asks for
+    another (REPRO_VLLM_MALLOC changed) must start directly instead of running the wrong malloc."""
+    monkeypatch.setenv("LD_PRELOAD", "/lib/a.so")
+    server = preload.Server(tmp_path / "p.sock")
+    vllm = tmp_path / "vllm"
+    vllm.write_text(f"#!{sys.executable}\n")
+    request = {"argv": ["env", "LD_PRELOAD=/lib/b.so", str(vllm), "serve"], "env": {}, "cwd": str(tmp_path), "log": str(tmp_path / "log")}
+    with pytest.raises(preload.Stale, match="REPRO_VLLM_MALLOC differs"):
+        server.spawn({**request, "owner": os.getpid()})
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX fork")
 def test_forked_program_gets_its_env_log_and_dies_with_its_owner(tmp_path: Path) -> None:
     """A real preload server (with nothing preloaded) forks a program for an owner process;

@@ -167,3 +167,28 @@ def test_namespace_guard_stands_down_where_the_patch_keys_by_layout() -> None:
     assert note.startswith("namespace guard not needed") and guards.NAMESPACE_PATCH in note
     with pytest.raises(ServerDown, match="start it with scripts/start_lmcache.sh"):
         guards.check_namespace(Settings.from_env({"REPRO_PATCHES": "upstream", "REPRO_LMCACHE_HTTP_PORT": "1"}), "clear")
+
+
+def test_vllm_malloc_finds_the_library_or_names_the_package(tmp_path) -> None:
+    from reproduce_vllm_lmcache.workspace.system import malloc_library as vllm_malloc
+
+    assert vllm_malloc("auto", "linux", (str(tmp_path),)) == ""  # none installed: glibc's
+    (tmp_path / "libjemalloc.so.2").write_bytes(b"")
+    assert vllm_malloc("auto", "linux", (str(tmp_path),)) == ""  # auto means tcmalloc only
+    assert vllm_malloc("jemalloc", "linux", (str(tmp_path),)) == str(tmp_path / "libjemalloc.so.2")
+    with pytest.raises(KnobError, match="apt install libtcmalloc-minimal4"):
+        vllm_malloc("tcmalloc", "linux", (str(tmp_path),))
+    (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(b"")
+    assert vllm_malloc("auto", "linux", (str(tmp_path),)) == str(tmp_path / "libtcmalloc_minimal.so.4")
+    assert vllm_malloc("auto", "darwin", (str(tmp_path),)) == vllm_malloc("system", "linux", (str(tmp_path),)) == ""
+    with pytest.raises(KnobError, match="REPRO_VLLM_MALLOC='x'"):
+        vllm_malloc("x", "linux")
+
+
+def test_vllm_gets_the_allocator_first_in_ld_preload() -> None:
+    s = Settings.from_env({"REPRO_VLLM_LAYOUT": "fast"})
+    preload = commands.preload_env(s).get("LD_PRELOAD", "").split(":")
+    if s.vllm_malloc:
+        assert preload[0] == s.vllm_malloc
+    assert any("libgomp" in p for p in preload)
+    assert "LD_PRELOAD" not in commands.preload_env(Settings.from_env({"REPRO_VLLM_LAYOUT": "upstream", "REPRO_VLLM_MALLOC": "system"}))

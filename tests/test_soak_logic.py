@@ -165,3 +165,46 @@ def test_sample_sees_this_process_group_and_its_shm() -> None:
         segment.unlink()
     assert any(p["pid"] == os.getpid() and p["rss_bytes"] > 0 for p in found["processes"])
     assert found["shm_mapped_bytes"] >= 1 << 20
+
+
+def test_anon_split_places_a_large_allocation_in_an_anonymous_mapping() -> None:
+    before = prometheus.anon_split(os.getpid())
+    block = bytearray(64 << 20)  # past glibc's mmap threshold: its own anonymous mapping
+    block[::4096] = b"x" * len(block[::4096])  # touch every page
+    after = prometheus.anon_split(os.getpid())
+    assert after["anon_mmap_bytes"] - before["anon_mmap_bytes"] >= 60 << 20
+    assert abs(after["anon_heap_bytes"] - before["anon_heap_bytes"]) < 16 << 20
+    assert after["anon_regions"] >= 1
+    del block
+
+
+def test_memory_verdicts_show_where_the_growth_sits() -> None:
+    rows = []
+    for t in range(0, 60, 2):
+        row = sample(t, {1: 500_000_000 + t * 1_000_000}, 0)
+        row["processes"][0].update(anon_heap_bytes=100_000_000, anon_mmap_bytes=200_000_000 + t * 1_000_000, anon_regions=10 + t // 10)
+        rows.append(row)
+    (found,) = soak.memory_verdicts(rows, BOUNDS)["processes"].values()
+    assert found["heap_growth"] == 0 and found["mmap_growth"] == found["growth"] > 0
+    assert found["regions"][1] > found["regions"][0]
+    (old,) = soak.memory_verdicts([sample(t, {1: 5}, 0) for t in range(0, 60, 2)], BOUNDS)["processes"].values()
+    assert old["heap_growth"] is None and old["regions"] is None  # samples from before the split
+
+
+def test_anon_split_names_the_malloc_a_process_runs() -> None:
+    """A child started with tcmalloc preloaded (where installed) is seen running it; one without, glibc's."""
+    import subprocess
+    import sys
+
+    from reproduce_vllm_lmcache.workspace import system
+
+    code = (
+        "import json, os, sys; from reproduce_vllm_lmcache.servers import prometheus; print(prometheus.anon_split(os.getpid())['malloc'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert plain == "glibc"
+    lib = system.find_library("libtcmalloc_minimal.so*")
+    if lib:
+        found = subprocess.run([sys.executable, "-c", code], env={**env, "LD_PRELOAD": lib}, capture_output=True, text=True, check=True)
+        assert found.stdout.strip() == "tcmalloc"

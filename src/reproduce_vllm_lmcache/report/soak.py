@@ -135,11 +135,15 @@ def load_samples(path: Path) -> list[dict[str, Any]]:
 
 def rss_series(samples: list[dict[str, Any]], field: str = "rss_bytes") -> dict[str, list[tuple[float, int]]]:
     """ "role name pid" -> [(t, bytes)] for every process seen: its RSS, or one part of it
-    (anon_bytes: private memory, what a leak grows; shmem_bytes: touched /dev/shm pages)."""
+    (anon_bytes: private memory, what a leak grows, RSS where the platform does not split it;
+    shmem_bytes: touched /dev/shm pages; anon_heap_bytes, anon_mmap_bytes, anon_regions: where
+    the private memory sits, only in samples that have them)."""
     series: dict[str, list[tuple[float, int]]] = {}
     for s in samples:
         for p in s["processes"]:
-            series.setdefault(f"{p['role']} {p['name']} {p['pid']}", []).append((s["t"], p.get(field, p["rss_bytes"])))
+            value = p.get(field, p["rss_bytes"] if field in ("rss_bytes", "anon_bytes") else None)
+            if value is not None:
+                series.setdefault(f"{p['role']} {p['name']} {p['pid']}", []).append((s["t"], value))
     return series
 
 
@@ -156,19 +160,28 @@ def growth(points: list[tuple[float, float]], warmup_s: float, n: int = 3) -> di
     return {"after_warmup": first, "at_end": last, "growth": last - first, "max": max(after), "samples": len(after)}
 
 
+# The parts of a process's memory shown beside its private-memory growth (label -> sample field).
+PARTS = {"rss": "rss_bytes", "shmem": "shmem_bytes", "heap": "anon_heap_bytes", "mmap": "anon_mmap_bytes", "regions": "anon_regions"}
+
+
 def memory_verdicts(samples: list[dict[str, Any]], bounds: Bounds) -> dict[str, Any]:
     """Private memory (RssAnon where Linux tells it, else RSS) judged per process; total RSS
     and touched shared memory shown beside it (a /dev/shm segment's pages join RSS when first
     touched, up to the segment's size: growth, but not a leak)."""
     processes = {}
-    totals, shmem = rss_series(samples), rss_series(samples, "shmem_bytes")
+    parts = {label: rss_series(samples, field) for label, field in PARTS.items()}
+    mallocs = {f"{p['role']} {p['name']} {p['pid']}": p["malloc"] for s in samples for p in s["processes"] if "malloc" in p}
     for name, points in rss_series(samples, "anon_bytes").items():
         g = growth(points, bounds.warmup_s)
         if g is not None:
             processes[name] = {k: round(v / 1e6, 1) if k != "samples" else v for k, v in g.items()}
-            for label, series in (("rss", totals), ("shmem", shmem)):
-                other = growth(series[name], bounds.warmup_s)
-                processes[name][f"{label}_growth"] = round(other["growth"] / 1e6, 1) if other else None
+            for label, series in parts.items():
+                other = growth(series.get(name, []), bounds.warmup_s)
+                if label == "regions":
+                    processes[name]["regions"] = [other["after_warmup"], other["at_end"]] if other else None
+                else:
+                    processes[name][f"{label}_growth"] = round(other["growth"] / 1e6, 1) if other else None
+            processes[name]["malloc"] = mallocs.get(name)
     shm = [(s["t"], s["shm_mapped_bytes"]) for s in samples]
     shm_g = growth(shm, bounds.warmup_s)
     worst = max(processes.items(), key=lambda kv: kv[1]["growth"], default=(None, None))

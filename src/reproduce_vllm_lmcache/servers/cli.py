@@ -97,6 +97,12 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     print(f"{args.server} knobs: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     if args.server == "vllm" and settings.vllm_layout_note:
         print(f"vllm: {settings.vllm_layout_note}")
+    if args.server == "vllm" and sys.platform == "linux":
+        print(
+            f"vllm: malloc {settings.vllm_malloc}"
+            if settings.vllm_malloc
+            else "vllm: malloc glibc's (REPRO_VLLM_MALLOC; tcmalloc, which vLLM's CPU guide asks for: apt install libtcmalloc-minimal4; docs/soak.md)"
+        )
     print(f"{args.server} ports free: " + ", ".join(str(p) for p in ports_for(args.server, settings).values()))
     print(f"{args.server} {memory}")
     return 0

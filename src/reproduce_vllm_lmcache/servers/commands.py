@@ -20,9 +20,24 @@ TRACE_ENV = {
 }
 
 
+def preload_env(s: Settings) -> dict[str, str]:
+    """LD_PRELOAD for vLLM: the chosen allocator (REPRO_VLLM_MALLOC) and, in the fast layout,
+    torch's libgomp, after what the caller's LD_PRELOAD already holds."""
+    libs = [p for p in os.environ.get("LD_PRELOAD", "").split(":") if p]
+    if s.vllm_malloc and s.vllm_malloc not in libs:
+        libs.insert(0, s.vllm_malloc)
+    # vLLM preloads torch's libgomp into the processes it spawns (thread binding needs it);
+    # a forked EngineCore inherits the API server's libraries, so the API server gets it.
+    spec = importlib.util.find_spec("torch")
+    if s.vllm_layout == "fast" and sys.platform == "linux" and spec and spec.submodule_search_locations:
+        gomp = sorted(Path(spec.submodule_search_locations[0], "lib").glob("libgomp*.so*"))
+        libs += [str(gomp[0])] if gomp and str(gomp[0]) not in libs else []
+    return {"LD_PRELOAD": ":".join(libs)} if libs else {}
+
+
 def fast_layout_env() -> dict[str, str]:
     """vLLM settings of the fast layout (see vllm_layout)."""
-    env = {
+    return {
         # With the uni executor the worker runs inside the EngineCore process; vLLM's CPU
         # platform allows that only when this is off.
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
@@ -30,15 +45,6 @@ def fast_layout_env() -> dict[str, str]:
         # LMCache already (respected by workspace patch 0003; vLLM's CPU default is spawn).
         "VLLM_WORKER_MULTIPROC_METHOD": "fork",
     }
-    # vLLM preloads torch's libgomp into the processes it spawns (thread binding needs it);
-    # a forked EngineCore inherits the API server's libraries, so the API server gets it.
-    spec = importlib.util.find_spec("torch")
-    if sys.platform == "linux" and spec and spec.submodule_search_locations:
-        gomp = sorted(Path(spec.submodule_search_locations[0], "lib").glob("libgomp*.so*"))
-        preload = [p for p in (os.environ.get("LD_PRELOAD", ""), str(gomp[0]) if gomp else "") if p]
-        if preload:
-            env["LD_PRELOAD"] = ":".join(preload)
-    return env
 
 
 def kv_transfer_config(s: Settings) -> dict[str, object]:
@@ -155,6 +161,7 @@ def vllm_env(s: Settings) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1" if Path(s.model).is_dir() else os.environ.get("HF_HUB_OFFLINE", "0"),
         "VLLM_NO_USAGE_STATS": "1",
         **(fast_layout_env() if s.vllm_layout == "fast" else {}),
+        **preload_env(s),
         **(TRACE_ENV if s.trace else {}),
         **code_env(s),
     }
@@ -200,11 +207,12 @@ def vllm(s: Settings, connector: bool | None = None) -> list[str]:
 
 
 def preload(s: Settings, socket_path: str) -> list[str]:
-    """The preload server, with the environment its forked servers inherit at load time."""
+    """The preload server, with the environment its forked servers inherit at load time (its
+    LD_PRELOAD too: the allocator a forked server runs with is the preload server's)."""
     with_vllm = s.preload_vllm
     env = {
         # What vLLM reads while it is imported, as a vLLM start with these knobs has it.
-        **(vllm_env(s) if with_vllm else fast_layout_env() if s.vllm_layout == "fast" else {}),
+        **(vllm_env(s) if with_vllm else {**(fast_layout_env() if s.vllm_layout == "fast" else {}), **preload_env(s)}),
         # As vLLM sets it before it imports Inductor (no compile worker pool in a server).
         "TORCHINDUCTOR_COMPILE_THREADS": "1",
     }

@@ -267,6 +267,11 @@ class Server:
                 f"this vLLM runs from {theirs or 'the checkout'}, not the tree this preload server imported "
                 "(REPRO_PATCHES=upstream has a preload server of its own)"
             )
+        if Path(argv[0]).name == "vllm" and request["env"].get("LD_PRELOAD", "") != os.environ.get("LD_PRELOAD", ""):  # type: ignore[attr-defined]
+            raise Stale(
+                f"this vLLM asks for LD_PRELOAD={request['env'].get('LD_PRELOAD', '')!r}; a forked process keeps "  # type: ignore[attr-defined]
+                f"this preload server's ({os.environ.get('LD_PRELOAD', '')!r}): REPRO_VLLM_MALLOC differs"
+            )
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()

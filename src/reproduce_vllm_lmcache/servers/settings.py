@@ -17,6 +17,7 @@ from pathlib import Path
 
 from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.knobs import KnobError
+from reproduce_vllm_lmcache.workspace import system as packages
 from reproduce_vllm_lmcache.workspace import upstream
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -139,6 +140,7 @@ class Settings:
     l2_disk_dir: str
     vllm_layout: str
     vllm_layout_note: str
+    vllm_malloc: str
     vllm_extra_args: tuple[str, ...]
     lmcache_extra_args: tuple[str, ...]
     preload_vllm: bool
@@ -238,6 +240,7 @@ class Settings:
             l2_disk_dir=str(knobs.path("REPRO_L2_DISK_DIR", env)),
             vllm_layout=layout,
             vllm_layout_note=layout_note,
+            vllm_malloc=packages.malloc_library(knobs.text("REPRO_VLLM_MALLOC", env), sys.platform),
             vllm_extra_args=extra_args(env, "REPRO_VLLM_EXTRA_ARGS"),
             lmcache_extra_args=extra_args(env, "REPRO_LMCACHE_EXTRA_ARGS"),
             preload_vllm=_flag(env, "REPRO_PRELOAD_VLLM"),
