@@ -25,6 +25,7 @@ def test_fuzz_finds_no_server_error_and_servers_still_hit(tmp_path) -> None:
         # less, and a generated request without max_tokens stops after 32 tokens instead of
         # generating to the model length.
         "REPRO_MAX_MODEL_LEN": "2048",
+        "REPRO_PROMPT_TOKENS": "640",
         "REPRO_VLLM_EXTRA_ARGS": """--override-generation-config '{"max_new_tokens": 32}'""",
     }
     run_script("fuzz.sh", env)

@@ -25,7 +25,7 @@ def kv_bytes_per_token(cfg: dict[str, object], dtype: str) -> int:
     return 2 * layers * heads * int(head_dim) * DTYPE_BYTES[dtype]  # type: ignore[call-overload]
 
 
-def hf(model: str) -> dict[str, object]:
+def model_config(model: str) -> dict[str, object]:
     local = Path(model) / "config.json"
     if local.is_file():
         return dict(json.loads(local.read_text()))
