@@ -15,6 +15,7 @@ import psutil
 import requests
 
 from reproduce_vllm_lmcache.servers import processes
+from reproduce_vllm_lmcache.workspace import system
 
 # name -> PromQL. Rates over 1 minute; hit rates are token ratios; the counters are raw (vLLM's
 # never reset during a soak, LMCache's start again from 0 when its server restarts).
@@ -122,7 +123,7 @@ def anon_split(pid: int) -> dict[str, Any]:
         first = line.split(maxsplit=6)
         if first and "-" in first[0] and not first[0].endswith(":"):  # a mapping's header line
             name = first[5] if len(first) > 5 else ""
-            for lib in ("tcmalloc", "jemalloc"):
+            for lib in system.MALLOCS:
                 malloc = lib if f"lib{lib}" in name else malloc
         elif first and first[0] == "Anonymous:":
             kb = int(first[1])

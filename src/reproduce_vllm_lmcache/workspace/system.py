@@ -73,7 +73,7 @@ PROGRAMS = (
     Program("REPRO_PROMETHEUS_BIN", "prometheus", "prometheus", "prometheus", "scripts/soak.sh, observe.sh"),
     Program("", "ip", "iproute2", "", "network namespaces of scripts/nodes.sh (Linux)"),
     Program("", "chromium", "chromium", "", "the report's browser test (headless)"),
-    Program("", "tcmalloc", "libtcmalloc-minimal4", "", "vLLM's allocator (REPRO_VLLM_MALLOC=auto)", "libtcmalloc_minimal.so*"),
+    Program("", "tcmalloc", "libtcmalloc-minimal4", "", "vLLM's allocator (REPRO_VLLM_MALLOC=auto)", MALLOCS["tcmalloc"]),
 )
 
 
