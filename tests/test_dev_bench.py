@@ -90,7 +90,7 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
         # request may reach it; far below it would mean a broken floor.
         assert 0 < p["floor_s"] < 1.25 * p["warm_ttft_s"] and p["warm_ttft_s"] < p["cold_ttft_s"]
         assert p["breakdown"]["lmcache_retrieve_s"] > 0 and p["breakdown"]["vllm_prefill_s"] > 0
-        assert p["cold_vs_no_connector"]["verdict"] in ("faster", "slower", "unchanged")
+        assert p["cold_vs_no_connector"]["verdict"] in ("faster", "slower", "no change", "too few samples")
     assert points[("lmcache", 256, 640)]["cold_ttft_s"] > points[("lmcache", 256, 256)]["cold_ttft_s"]
     for c in data["configurations"]:
         assert c["vllm_ready_s"] > 0 and c["machine"]["copy_bytes_per_s"] > 1e8

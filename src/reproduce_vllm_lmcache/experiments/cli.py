@@ -25,11 +25,12 @@ def lazy(target: str) -> Callable[[argparse.Namespace], int]:
 
 
 def register(sub: Any) -> None:
-    from reproduce_vllm_lmcache.experiments import preflight, workload
+    from reproduce_vllm_lmcache.experiments import ab, preflight, workload
 
     preflight.register(sub)
     register_soak(sub)
     workload.register(sub)
+    ab.register(sub)
     p = sub.add_parser("e2e", help="cold then warm requests per prompt length, proven by metrics")
     p.add_argument("--label", default="e2e", help="suffix of the run folder (default: e2e)")
     p.add_argument("--run-dir", type=Path, help="record into this folder instead of a new one")

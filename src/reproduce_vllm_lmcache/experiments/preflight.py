@@ -85,6 +85,16 @@ def _workload(settings: Settings) -> str:
     return "\n".join(workload.checked_plan())  # against the sweep's own server knobs, not the defaults
 
 
+def _ab(settings: Settings) -> str:
+    from reproduce_vllm_lmcache.experiments import ab
+
+    plan = ab.Plan()
+    return (
+        f"{plan.measure}, {plan.min_blocks}-{plan.max_blocks} blocks (+{plan.warmup_blocks} warm-up) within {plan.max_seconds:g} s, "
+        f"stop at a {plan.target_width:.1%} interval of {', '.join(plan.stop_metrics)}"
+    )
+
+
 def _prompt(name: str) -> Callable[[Settings], str]:
     return lambda settings: f"{knobs.Prompts.of(name).tokens}-token prompt"
 
@@ -102,7 +112,8 @@ SCRIPTS: dict[str, Callable[[Settings], str]] = {
     "workload": _workload,
     "trace": _prompt("trace"),
     "nodes": _prompt("nodes"),
-    "dev": _prompt("dev"),
+    "ab": _ab,
+    "dev": _ab,
 }
 
 

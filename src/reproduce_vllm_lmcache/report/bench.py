@@ -38,12 +38,20 @@ def merge(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         base = baseline.get(p["prompt_tokens"])
         if base:
-            p["cold_vs_no_connector"] = stats.verdict(base["cold_ttft_samples"], p["cold_ttft_samples"])
+            # Points of one sweep taken one after the other, not interleaved: an interval, no pairing.
+            p["cold_vs_no_connector"] = stats.effect("cold TTFT", base["cold_ttft_samples"], p["cold_ttft_samples"], stats.noise_threshold(), paired=False).as_dict()
         own = apc.get(p["prompt_tokens"])
         if own and "warm_ttft_s" in p:
             p["apc_warm_ttft_s"] = own["warm_ttft_s"]
             p["warm_over_apc"] = round(p["warm_ttft_s"] / own["warm_ttft_s"], 2)
+            if "warm_ttft_samples" in own and "warm_ttft_samples" in p:
+                p["warm_vs_apc"] = stats.effect("warm TTFT", own["warm_ttft_samples"], p["warm_ttft_samples"], stats.noise_threshold(), paired=False).as_dict()
     return points
+
+
+def interval(e: dict[str, Any] | None) -> str:
+    """' [0.95, 1.08]', the 95 % interval of a ratio ('' without one: too few samples)."""
+    return f" [{e['low']:.2f}, {e['high']:.2f}]" if e and e.get("low") == e.get("low") else ""
 
 
 def table(points: list[dict[str, Any]]) -> str:
@@ -63,8 +71,8 @@ def table(points: list[dict[str, Any]]) -> str:
             )
             continue
         vs = p.get("cold_vs_no_connector")
-        overhead = f"{vs['ratio']:.2f} ({vs['verdict']})" if vs else ""
-        apc = f"{p['apc_warm_ttft_s']:.3f} | {p['warm_over_apc']:.2f}" if "apc_warm_ttft_s" in p else " | "
+        overhead = f"{vs['ratio']:.2f}{interval(vs)} ({vs['verdict']})" if vs else ""
+        apc = f"{p['apc_warm_ttft_s']:.3f} | {p['warm_over_apc']:.2f}{interval(p.get('warm_vs_apc'))}" if "apc_warm_ttft_s" in p else " | "
         lines.append(
             f"| {p['prompt_tokens']} | {p['chunk_size']} | {p['cold_ttft_s']:.3f} | {p['warm_ttft_s']:.3f} "
             f"| {p['speedup']:.1f}x | {p['warm_hit_tokens']} | {p['floor_s']:.3f} | {p['warm_over_floor']:.1f} "

@@ -1,4 +1,8 @@
-"""``repro compare A B``: B against A, per round (run.json) or per point (bench.json)."""
+"""``repro compare A B``: B against A, per round (run.json) or per point (bench.json), each row
+with the ratio of medians and its 95 % bootstrap interval (report/stats.py). Two recorded runs
+were taken at different times, not interleaved: the machine's state in between is part of any
+difference, and the output says so (scripts/ab.sh measures two states side by side). Runs from
+different machines (CPU model, cores, vector extensions) are not compared at all."""
 
 from __future__ import annotations
 
@@ -45,14 +49,24 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in keys]
 
 
+# What makes two runs come from different machines.
+MACHINE_KEYS = ("cpu_model", "cpu_cores", "cpu_features", "machine", "system")
+
+
+def machine_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in MACHINE_KEYS if a.get(k) != b.get(k)]
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     sa, sb = samples(a), samples(b)
-    rows = [
-        {"row": k, "median_a": stats.summary(sa[k])["median"], "median_b": stats.summary(sb[k])["median"], **stats.verdict(sa[k], sb[k])}
-        for k in sa
-        if k in sb
-    ]
-    return {"rows": rows, "config_differences": config_differences(a["config"], b["config"])}
+    machines = machine_differences(a["config"], b["config"])
+    rows = []
+    for k in sa:
+        if k not in sb:
+            continue
+        e = stats.effect(k, sa[k], sb[k], stats.noise_threshold(), paired=False)
+        rows.append({"row": k, **e.as_dict(), "verdict": "not comparable" if machines else e.verdict})
+    return {"rows": rows, "machine_differences": machines, "config_differences": config_differences(a["config"], b["config"])}
 
 
 def latest_two(runs_dir: Path, label: str | None) -> tuple[Path, Path]:
@@ -67,11 +81,25 @@ def latest_two(runs_dir: Path, label: str | None) -> tuple[Path, Path]:
 
 def render(result: dict[str, Any], a: Path, b: Path) -> str:
     lines = [f"compare B={b} against A={a}", ""]
-    lines.append(f"{'row':34s} {'A s':>8s} {'B s':>8s} {'B/A':>6s}  noise  verdict")
+    if result["machine_differences"]:
+        lines += [
+            "NOT COMPARABLE: the two runs were recorded on different machines, so no verdict is given:",
+            *[f"  {d}" for d in result["machine_differences"]],
+            "",
+        ]
+    else:
+        lines += [
+            "note: two runs taken at different times, not interleaved: the machine's state in between is part of",
+            "any difference. For a verdict on a code or knob change, run both side by side: scripts/ab.sh.",
+            "",
+        ]
+    lines.append(f"{'row':34s} {'A s':>8s} {'B s':>8s} {'B/A':>6s}  {'95 % interval':16s} n A/B  verdict")
     for row in result["rows"]:
+        interval = f"[{row['low']:.3f}, {row['high']:.3f}]" if row["low"] == row["low"] else "-"
+        verdict = row["verdict"] if row["verdict"] in ("not comparable", "too few samples") else row["text"]
         lines.append(
-            f"{row['row']:34s} {row['median_a']:8.3f} {row['median_b']:8.3f} {row['ratio']:6.2f}  "
-            f"±{row['noise_band']:.0%}  {row['verdict']}" + ("" if min(row["repeats"]) > 1 else " (1 sample)")
+            f"{row['row']:34s} {row['median_a']:8.3f} {row['median_b']:8.3f} {row['ratio']:6.2f}  {interval:16s} "
+            f"{row['n_a']}/{row['n_b']}  {verdict}"
         )
     if not result["rows"]:
         lines.append("(no rows in common)")

@@ -14,6 +14,7 @@ import jinja2
 
 # The file that says what a run was, in order of preference; the others are shown after it.
 MAIN_FILES = (
+    "ab.json",
     "run.json",
     "matrix.json",
     "bench.json",
@@ -200,6 +201,8 @@ def summary_of(run_dir: Path) -> str:
     data = load(main) if main else None
     if not isinstance(data, dict):
         return ""
+    if isinstance(data.get("effects"), list) and data["effects"]:  # an A/B
+        return "; ".join(f"{e['metric']}: {e['text']}" for e in data["effects"][:2])
     verdicts = data.get("verdicts")
     if isinstance(verdicts, list) and verdicts:
         hits = sum(1 for v in verdicts if v.get("hit_on_warm") or v.get("source_ok"))

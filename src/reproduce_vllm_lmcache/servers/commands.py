@@ -168,9 +168,10 @@ def vllm_env(s: Settings) -> dict[str, str]:
 
 
 def code_env(s: Settings) -> dict[str, str]:
-    """Where the servers import LMCache from: the checkout, or in upstream mode the pristine
-    tree first on PYTHONPATH (the vLLM process imports the connector from it too)."""
-    path = upstream.pythonpath(s.patches)
+    """Where the servers import vLLM and LMCache from: the checkouts, or first on PYTHONPATH the
+    trees of REPRO_CODE_TREES (an A/B arm's code state) and, in upstream mode, the pristine tree
+    (the vLLM process imports the connector from them too)."""
+    path = os.pathsep.join(p for p in (*s.code_trees, upstream.pythonpath(s.patches)) if p)
     return {"PYTHONPATH": path} if path else {}
 
 

@@ -102,6 +102,16 @@ def vllm_layout(value: str, system: str) -> tuple[str, str]:
     return value, ""
 
 
+def code_trees(env: dict[str, str]) -> tuple[str, ...]:
+    """REPRO_CODE_TREES: existing source trees (each holding a ``vllm`` or ``lmcache`` package)."""
+    raw = knobs.text("REPRO_CODE_TREES", env)
+    found = tuple(p for p in raw.split(os.pathsep) if p)
+    for tree in found:
+        if not any((Path(tree) / pkg / "__init__.py").is_file() for pkg in ("vllm", "lmcache")):
+            raise KnobError(f"REPRO_CODE_TREES={raw!r}: {tree} holds no vllm or lmcache package (scripts/ab.sh makes such trees)")
+    return found
+
+
 def threads_bind(value: str, cores: int) -> str:
     if value == "all":
         return f"0-{cores - 1}" if sys.platform == "linux" else "nobind"
@@ -151,6 +161,9 @@ class Settings:
     # REPRO_PATCHES: all (every workspace patch, the checkouts as they are) or upstream (the
     # pristine upstream LMCache plus only the patches needed to run, on the servers' PYTHONPATH).
     patches: str = "all"
+    # Source trees the servers import first (REPRO_CODE_TREES: worktrees at other git refs, e.g.
+    # an A/B arm's "before"); empty: the checkouts.
+    code_trees: tuple[str, ...] = ()
     # Several nodes (scripts/nodes.sh): the network namespace the start scripts run in, the
     # address of the shared services (Redis, the coordinator), the coordinator's port and URL,
     # this LMCache server's name there, and what its L1 keeps of what it loads from L2.
@@ -247,6 +260,7 @@ class Settings:
             trace=trace,
             trace_file=str(knobs.path("REPRO_LOG_DIR", env) / "lmcache-trace.lct") if trace else "",
             patches=_choice(env, "REPRO_PATCHES", upstream.MODES),
+            code_trees=code_trees(env),
             netns=netns,
             store_host=store_host,
             coordinator_port=ports["REPRO_COORDINATOR_PORT"],

@@ -11,11 +11,10 @@ it. Standard library only.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from reproduce_vllm_lmcache.config import ROOT
-from reproduce_vllm_lmcache.workspace import patches, pins
+from reproduce_vllm_lmcache.workspace import patches, pins, trees
 from reproduce_vllm_lmcache.workspace.checkouts import git, local_edits
 from reproduce_vllm_lmcache.workspace.pins import Source
 
@@ -40,32 +39,19 @@ def _current(tree: Path, src: Source, kept: list[patches.Patch]) -> bool:
     return on_tag and subjects[::-1] == [p.subject for p in kept] and not local_edits(tree)
 
 
-def _build_outputs(checkout: Path) -> list[str]:
-    """Compiled extensions and generated version files of the editable build (ignored by git)."""
-    out = git(checkout, "ls-files", "--others", "--ignored", "--exclude-standard").stdout.splitlines()
-    return [f for f in out if f.endswith(".so") or Path(f).name == "_version.py"]
-
-
 def ensure(src: Source) -> Path:
     """The upstream-mode tree of one checkout, made or refreshed; returns its path."""
     tree = UPSTREAM_DIR / src.checkout
     kept = [p for p in patches.for_checkout(src.checkout) if p.needed_to_run]
     if not _current(tree, src, kept):
-        git(src.path, "worktree", "prune")
-        if tree.exists():
-            git(src.path, "worktree", "remove", "--force", str(tree), check=False)
-            shutil.rmtree(tree, ignore_errors=True)
-        tree.parent.mkdir(parents=True, exist_ok=True)
-        made = git(src.path, "worktree", "add", "--detach", str(tree), src.git_tag, check=False)
-        if made.returncode != 0:
-            raise UpstreamError(f"cannot make {tree.relative_to(ROOT)}: {made.stderr.strip()}")
+        trees.remove(src.path, tree)
+        try:
+            trees.worktree(src.path, tree, trees.commit_of(src.path, src.git_tag))
+        except trees.TreeError as exc:
+            raise UpstreamError(str(exc)) from exc
         for patch in kept:
             patches.apply(tree, patch)
-    for name in _build_outputs(src.path):
-        target = tree / name
-        if not target.exists() or target.stat().st_mtime < (src.path / name).stat().st_mtime:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src.path / name, target)
+    trees.copy_build_outputs(src.path, tree)
     return tree
 
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# An interleaved A/B of two states of the code, or of two knob sets, measured in one run:
+#   scripts/ab.sh                                  # A: both checkouts at REPRO_DEV_BASE (HEAD), B: your working trees
+#   scripts/ab.sh --a LMCache@v0.5.6 --b tree      # a git ref of one checkout against the working tree
+#   scripts/ab.sh --a REPRO_PATCHES=upstream --b REPRO_PATCHES=all    # the patch set off vs on
+#   scripts/ab.sh --a REPRO_X=1 --b REPRO_X=2      # two knob sets
+# Both arms' LMCache and vLLM servers run side by side (arm B on ports + REPRO_AB_PORT_OFFSET)
+# and are sampled in turn, block by block in random order, until the intervals are narrow
+# enough (REPRO_AB_*, defaults.env). Prints B/A per metric with its 95 % interval and verdict;
+# records results/runs/<UTC>-ab/ab.json and report.html; stops every server it started.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+require_env
+
+A_WORDS=() B_WORDS=() side=""
+for word in "$@"; do
+  case $word in
+  --a | --b) side=${word#--} ;;
+  -h | --help)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    [[ -n $side ]] || die "usage: scripts/ab.sh [--a WORD...] [--b WORD...] (WORD: KNOB=value, CHECKOUT@REF, @REF or tree)"
+    if [[ $side == a ]]; then A_WORDS+=("$word"); else B_WORDS+=("$word"); fi
+    ;;
+  esac
+done
+"$REPRO" preflight ab # every knob, before any server starts
+
+declare -A LM_PID=() VL_PID=()
+PRELOAD_STARTED=""
+stop_arms() {
+  local arm
+  for arm in b a; do
+    [[ -z ${VL_PID[$arm]:-} ]] || stop_server "vllm-$arm" "${VL_PID[$arm]}" "$REPRO_LOG_DIR/vllm-$arm.log"
+    VL_PID[$arm]=""
+  done
+  for arm in b a; do
+    [[ -z ${LM_PID[$arm]:-} ]] || stop_server "lmcache-$arm" "${LM_PID[$arm]}" "$REPRO_LOG_DIR/lmcache-$arm.log"
+    LM_PID[$arm]=""
+  done
+  [[ -z $PRELOAD_STARTED ]] || stop_server preload "$PRELOAD_STARTED" "$REPRO_LOG_DIR/preload.log"
+  PRELOAD_STARTED=""
+}
+new_run "${REPRO_AB_LABEL:-ab}" stop_arms
+started=$SECONDS
+
+"$REPRO" ab arms --run-dir "$run_dir" --a "${A_WORDS[@]}" --b "${B_WORDS[@]}"
+
+# in_arm ARM CMD...: CMD (a function or a program) with the arm's knobs exported (bash's
+# dynamic scope: the functions CMD calls see them too).
+in_arm() {
+  local arm=$1 kv
+  shift
+  while IFS= read -r -d '' kv; do local -x "$kv"; done < <("$REPRO" ab env "$arm" --run-dir "$run_dir")
+  "$@"
+}
+
+# An arm that asks for the preload server (REPRO_PRELOAD=auto) gets one, started for this run.
+want_preload() { [[ $REPRO_PRELOAD == auto ]] && ! preload_answers; }
+if in_arm a want_preload || in_arm b want_preload; then
+  read_command preload
+  mkdir -p "$(dirname "$REPRO_PRELOAD_SOCKET")"
+  start_server preload "$REPRO_LOG_DIR/preload.log" "${CMD[@]}"
+  PRELOAD_STARTED=$SERVER_PID
+  wait_ready preload "$SERVER_PID" "unix:$REPRO_PRELOAD_SOCKET" 300 "$REPRO_LOG_DIR/preload.log"
+fi
+
+start_lmcache() {
+  "$REPRO" preflight lmcache
+  read_command lmcache
+  start_server "lmcache-$1" "$REPRO_LOG_DIR/lmcache-$1.log" "${CMD[@]}"
+  LM_PID[$1]=$SERVER_PID
+}
+start_vllm() {
+  "$REPRO" preflight vllm
+  [[ $REPRO_CONNECTOR == 0 ]] || "$REPRO" guard
+  read_command vllm
+  start_server "vllm-$1" "$REPRO_LOG_DIR/vllm-$1.log" "${CMD[@]}"
+  VL_PID[$1]=$SERVER_PID
+}
+ready_lmcache() {
+  wait_ready "lmcache-$1" "${LM_PID[$1]}" "$("$REPRO" url lmcache)/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$REPRO_LOG_DIR/lmcache-$1.log"
+}
+ready_vllm() {
+  wait_ready "vllm-$1" "${VL_PID[$1]}" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$REPRO_LOG_DIR/vllm-$1.log"
+  warm_vllm "vllm-$1" "${VL_PID[$1]}" "$REPRO_LOG_DIR/vllm-$1.log"
+}
+
+# Both arms start together (their imports overlap); LMCache first, as vLLM's connector needs it.
+for arm in a b; do in_arm "$arm" start_lmcache "$arm"; done
+for arm in a b; do in_arm "$arm" ready_lmcache "$arm"; done
+for arm in a b; do in_arm "$arm" start_vllm "$arm"; done
+for arm in a b; do in_arm "$arm" ready_vllm "$arm"; done
+t_start=$((SECONDS - started))
+
+t0=$SECONDS
+run_client "$REPRO" ab run --run-dir "$run_dir"
+t_sample=$((SECONDS - t0))
+t0=$SECONDS
+stop_arms
+echo "ab: $((SECONDS - started)) s in all = servers up $t_start s + sampling $t_sample s + stop $((SECONDS - t0)) s"
