@@ -1,11 +1,10 @@
-"""scripts/dev.sh (edit, rerun, compare), scripts/bench.sh and scripts/engine_bench.sh on the
-real servers, each small enough for CI."""
+"""scripts/bench.sh and scripts/engine_bench.sh on the real servers, each small enough for CI
+(scripts/dev.sh, an A/B, is tests/test_ab.py's)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 
 import pytest
@@ -16,53 +15,12 @@ from scripted_servers import alive, expected_hit, server_pids, shm_segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
-CONNECTOR = ROOT / "LMCache/lmcache/integration/vllm/lmcache_mp_connector.py"
-PROBE = 'logger.info("dev probe: connector edited")\n'
-
 
 def run(script: str, env: dict[str, str], *args: str) -> str:
     result = subprocess.run([str(ROOT / "scripts" / script), *args], cwd=ROOT, env=env, capture_output=True, text=True)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-5000:]
     return out
-
-
-def test_dev_loop_keeps_lmcache_and_compares_an_edited_connector(tmp_path) -> None:
-    env = {
-        **os.environ,
-        "REPRO_RESULTS_DIR": str(tmp_path),
-        "REPRO_DEV_PROMPT_TOKENS": "600",
-        "REPRO_DEV_REPEATS": "2",
-        "REPRO_DEV_STATE_DIR": str(tmp_path / "dev"),
-    }
-    original = CONNECTOR.read_text()
-    outputs = []
-    try:
-        outputs.append(run("dev.sh", env))
-        assert "dev: first dev run recorded" in outputs[0]
-        CONNECTOR.write_text(original + PROBE)  # the README's worked example
-        outputs.append(run("dev.sh", env))
-    finally:
-        CONNECTOR.write_text(original)
-        outputs.append(run("dev.sh", env, "stop"))
-    first, second, _ = outputs
-    # The edit is in the connector (runs inside vLLM): LMCache stays up, vLLM restarts.
-    assert "keeping the LMCache server" in second and "lmcache: started" not in second
-    runs = sorted((tmp_path / "runs").glob("*-dev"))
-    assert len(runs) == 2
-    assert "dev probe: connector edited" in (runs[1] / "logs/vllm.log").read_text()
-    assert "dev probe" not in (runs[0] / "logs/vllm.log").read_text()
-    # The compare: every round of both runs, and the edit named as a configuration difference.
-    for row in ("p600 cold", "p600 warm"):
-        assert re.search(rf"^{row}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+±\d+%\s+(faster|slower|unchanged)$", second, re.M), second
-    assert "checkouts.LMCache.edited_files: [] -> ['lmcache/integration/vllm/lmcache_mp_connector.py']" in second
-    split = r"dev: edit to verdict in \d+ s = preload server \+ LMCache \d+ s \+ vLLM start \d+ s \(warm-up included\) \+ rounds \d+ s"
-    assert re.search(split, second), second[-2000:]
-    rounds = json.loads((runs[1] / "run.json").read_text())["rounds"]
-    assert [r["name"] for r in rounds] == ["cold", "warm"] * 2
-    assert all(r["vllm_external_hit_tokens"] == expected_hit(600) for r in rounds if r["name"] == "warm")
-    pids = server_pids(first + second)
-    assert len(pids) == 3 and not alive(pids) and not shm_segments(pids)
 
 
 def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:

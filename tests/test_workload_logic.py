@@ -84,23 +84,27 @@ def test_unparseable_knobs_are_refused(env: dict[str, str], word: str) -> None:
         knobs(**env)
 
 
-def _point(root: Path, name: str, ratio: float, ttft_ms: float, req_s: float, local: int, external: int, texts: list[str]) -> None:
+def _point(
+    root: Path, name: str, ratio: float, ttft_ms: float, req_s: float, local: int, external: int, texts: list[str], spread: tuple[float, ...] = (1.0,)
+) -> None:
+    """A point whose measured passes are the given one scaled by each factor of ``spread``."""
     out = root / "points" / f"{name}-c1-x{ratio:g}"
     out.mkdir(parents=True)
-    detail = {"generated_texts": texts, "output_lens": [4] * len(texts), "p50_ttft_ms": ttft_ms, "p99_ttft_ms": ttft_ms * 2}
-    (out / "measured.json").write_text(json.dumps(detail))
-    passes = {
-        "measured": {
-            "result": "measured.json",
+    passes = {}
+    for n, f in enumerate(spread, start=1):
+        key = "measured" if n == 1 else f"measured-{n}"
+        detail = {"generated_texts": texts, "output_lens": [4] * len(texts), "p50_ttft_ms": ttft_ms * f, "p99_ttft_ms": ttft_ms * 2}
+        (out / f"{key}.json").write_text(json.dumps(detail))
+        passes[key] = {
+            "result": f"{key}.json",
             "completed": len(texts),
             "failed": 0,
             "duration": len(texts) / req_s,
             "total_input_tokens": 1000,
-            "request_throughput": req_s,
+            "request_throughput": req_s / f,
             "output_throughput": 4 * req_s,
             "counters": {workloads.LOCAL: local, workloads.EXTERNAL: external},
         }
-    }
     point = {
         "configuration": name,
         "concurrency": 1,
@@ -137,6 +141,16 @@ def test_summary_targets_and_answers(tmp_path: Path) -> None:
     assert s["floor_s"] == pytest.approx(256 * KV / 1e10 + 32 * 0.5 / 288, abs=1e-4)
     table = workloads.table(s["rows"])
     assert "| lmcache | 1 | 4x |" in table and "1/2" in table
+
+
+def test_targets_are_judged_by_their_interval(tmp_path: Path) -> None:
+    """The point clears the 5x TTFT bar (6x), but its passes spread so much that the interval does not."""
+    _point(tmp_path, "apc", 4, 600, 1.0, 100, 0, ["a"], spread=(1.0, 1.01, 0.99))
+    _point(tmp_path, "lmcache", 4, 100, 3.0, 0, 900, ["a"], spread=(1.0, 1.6, 0.7))
+    (target,) = workloads.targets(workloads.summarize(tmp_path)["rows"])
+    assert target["ttft_p50_gain"] == pytest.approx(6.0, rel=0.1) and target["measured_passes"] == [3, 3]
+    low = float(target["ttft_p50_gain_95"].strip("[]").split(",")[0])
+    assert low < 5.0 and not target["reached"]
 
 
 def test_a_clean_run_passes_and_a_leaking_apc_fails(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reproduce_vllm_lmcache import knobs
-from reproduce_vllm_lmcache.experiments import ab_arms
+from reproduce_vllm_lmcache.experiments import ab_arms, ab_calibrate
 from reproduce_vllm_lmcache.experiments.ab_measures import METRICS, Measure
 
 RESULT_FILE = "ab.json"
@@ -40,6 +40,9 @@ class Plan:
         self.noise = knobs.number("REPRO_NOISE_THRESHOLD", env, positive=False)
         seed = knobs.text("REPRO_AB_SEED", env)
         self.seed = int(seed) if seed.strip() else time.time_ns() % 2**31
+        # Independent A/Bs on the same servers, one after the other (the calibration's A/A and
+        # planted runs): each with its own blocks, stop and verdicts; warm-up blocks only before the first.
+        self.sessions = knobs.integer("REPRO_AB_SESSIONS", env)
         metrics = ("ttft_cold", "ttft_warm", "e2e_cold", "e2e_warm") if self.measure == "pairs" else ("throughput", "ttft_p50", "ttft_p99")
         self.stop_metrics = knobs.names("REPRO_AB_STOP_METRICS", env, metrics)
         if self.measure == "workload":
@@ -85,20 +88,20 @@ def effects(plan_noise: float, blocks: list[dict[str, Any]], metrics: tuple[str,
     ]
 
 
-def sample(plan: Plan, measure: Measure, on_block: Any = None) -> tuple[list[dict[str, Any]], str, float]:
+def sample(
+    plan: Plan, measure: Measure, on_block: Any = None, seed: int = 0, warmup_blocks: int = 0
+) -> tuple[list[dict[str, Any]], str, float]:
     """Blocks until the intervals are narrow enough or a cap is reached: (blocks, why it stopped, seconds)."""
     from reproduce_vllm_lmcache.report import stats
 
-    rng = random.Random(plan.seed)
-    for arm in ab_arms.ARMS:
-        measure.prepare(arm)
+    rng = random.Random(seed)
     blocks: list[dict[str, Any]] = []
     started = time.monotonic()
-    total = plan.warmup_blocks + plan.max_blocks
+    total = warmup_blocks + plan.max_blocks
     stopped = f"most blocks ({plan.max_blocks})"
     for index in range(total):
         order = rng.sample(ab_arms.ARMS, 2)
-        warmup = index < plan.warmup_blocks
+        warmup = index < warmup_blocks
         print(f"ab: block {index + 1}{' (warm-up, not counted)' if warmup else ''}, order {'/'.join(order).upper()}", flush=True)
         block_started = time.monotonic()
         samples = measure.block(order, index, rng)
@@ -113,10 +116,10 @@ def sample(plan: Plan, measure: Measure, on_block: Any = None) -> tuple[list[dic
         blocks.append(block)
         if on_block:
             on_block(blocks)
-        measured = index + 1 - plan.warmup_blocks
+        measured = index + 1 - warmup_blocks
         if measured < plan.min_blocks:
             continue
-        found = effects(plan.noise, blocks, plan.stop_metrics, plan.seed)
+        found = effects(plan.noise, blocks, plan.stop_metrics, seed)
         print("ab: " + "; ".join(f"{METRICS[e.metric][0]} B/A {e.ratio:.3f} [{e.low:.3f}, {e.high:.3f}]" for e in found), flush=True)
         if stats.narrow_enough(found, plan.target_width):
             stopped = f"every interval of {', '.join(plan.stop_metrics)} narrower than {plan.target_width:.1%}"
@@ -174,16 +177,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         data["blocks"] = blocks
         path.write_text(results.relative(json.dumps(data, indent=1)) + "\n")
 
+    sessions: list[dict[str, Any]] = []
     try:
-        blocks, stopped, seconds = sample(plan, measure, save)
+        for arm in ab_arms.ARMS:
+            measure.prepare(arm)
+        for n in range(plan.sessions):
+            if plan.sessions > 1:
+                print(f"ab: session {n + 1} of {plan.sessions}", flush=True)
+            seed = plan.seed + n
+            blocks, stopped, seconds = sample(plan, measure, save, seed, plan.warmup_blocks if n == 0 else 0)
+            found = [e.as_dict() for e in effects(plan.noise, blocks, measure.metrics, seed)]
+            sessions.append(
+                {"session": n + 1, "seed": seed, "blocks": blocks, "stopped": stopped, "sampling_s": round(seconds, 1), "effects": found}
+            )
+            if plan.sessions > 1:
+                print("ab: session " + f"{n + 1}: " + "; ".join(f"{METRICS[e['metric']][0]} {e['text']}" for e in found), flush=True)
+                data["sessions"] = sessions
     finally:
         measure.close()
-    data.update(
-        blocks=blocks,
-        stopped=stopped,
-        sampling_s=round(seconds, 1),
-        effects=[e.as_dict() for e in effects(plan.noise, blocks, measure.metrics, plan.seed)],
-    )
+    data.update({k: v for k, v in sessions[0].items() if k not in ("session", "seed")})
     save(data["blocks"])
     text = ab_report.render(data)
     (args.run_dir / "ab.txt").write_text(text + "\n")
@@ -207,4 +219,4 @@ def register(sub: Any) -> None:
     p = ab.add_parser("run", help="sample both running arms in interleaved blocks and give the verdicts")
     p.add_argument("--run-dir", type=Path, required=True)
     p.set_defaults(func=cmd_run)
-
+    ab_calibrate.register(ab)

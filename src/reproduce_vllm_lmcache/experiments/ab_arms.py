@@ -67,7 +67,9 @@ def parse(name: str, words: list[str]) -> tuple[dict[str, str], dict[str, str]]:
                 raise KnobError(f"arm {name.upper()}: {where!r} is not a checkout ({', '.join(checkouts.values())})")
             refs.update({t: ref for t in targets})
         else:
-            raise KnobError(f"arm {name.upper()}: {word!r} is neither KNOB=value nor CHECKOUT@REF (e.g. REPRO_PATCHES=upstream, LMCache@HEAD)")
+            raise KnobError(
+                f"arm {name.upper()}: {word!r} is neither KNOB=value nor CHECKOUT@REF (e.g. REPRO_PATCHES=upstream, LMCache@HEAD)"
+            )
     return found_knobs, refs
 
 
@@ -94,7 +96,8 @@ def resolve(name: str, words: list[str], env: dict[str, str] | None = None) -> A
             code_trees.append(str(trees.worktree(src.path, tree, commit)))
     offset = knobs.integer("REPRO_AB_PORT_OFFSET", env) if name == "b" else 0
     arm.env = {
-        "REPRO_PRELOAD": "off",  # each arm starts its servers itself, unless it says otherwise
+        # Both arms start their servers the same way, unless one says otherwise.
+        "REPRO_PRELOAD": knobs.choice("REPRO_AB_PRELOAD", ("auto", "off"), env),
         **measure_env(env),
         **arm_knobs,
         "REPRO_CODE_TREES": os.pathsep.join(code_trees),

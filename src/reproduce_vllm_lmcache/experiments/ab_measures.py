@@ -103,7 +103,11 @@ class Pairs:
                 "cold = warm": c.output_tokens == w.output_tokens,
             }
             out[arm].answer = c.output_tokens
-            out[arm].detail = {"warm_prefill_s": w.vllm_prefill_s, "warm_queue_s": w.vllm_queue_s, "warm_hit_tokens": w.vllm_external_hit_tokens}
+            out[arm].detail = {
+                "warm_prefill_s": w.vllm_prefill_s,
+                "warm_queue_s": w.vllm_queue_s,
+                "warm_hit_tokens": w.vllm_external_hit_tokens,
+            }
         for _ in range(self.repeats):
             for arm in rng.sample(order, len(order)):
                 out[arm].add("ttft_warm", self._ttft(arm, ids))

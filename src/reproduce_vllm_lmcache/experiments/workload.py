@@ -39,7 +39,6 @@ CONFIGURATIONS: dict[str, tuple[bool, bool]] = {
     "lmcache": (True, False),
     "apc+lmcache": (True, True),
 }
-PASSES = ("fill", "measured")
 
 
 def _positive(key: str, env: dict[str, str]) -> int:
@@ -62,6 +61,7 @@ class Knobs:
     suffix_tokens: int
     output_tokens: int
     repeats: int
+    passes: int
     seed: int
     ldqa_ratios: tuple[float, ...]
 
@@ -86,6 +86,7 @@ class Knobs:
             suffix_tokens=_positive("REPRO_WORKLOAD_SUFFIX_TOKENS", env),
             output_tokens=_positive("REPRO_WORKLOAD_OUTPUT_TOKENS", env),
             repeats=_positive("REPRO_WORKLOAD_REPEATS", env),
+            passes=_positive("REPRO_WORKLOAD_PASSES", env),
             seed=int(readers.text("REPRO_WORKLOAD_SEED", env)),
             ldqa_ratios=ldqa,
         )
@@ -323,7 +324,10 @@ def run_point(servers: _Servers, knobs: Knobs, name: str, concurrency: int, rati
         "prefix_tokens": knobs.prefix_tokens,
         "passes": {},
     }
-    for pass_name in PASSES:
+    # The fill pass, then REPRO_WORKLOAD_PASSES measured passes of the same requests: "measured",
+    # "measured-2", ...; their spread gives each target ratio its interval (report/workloads.py).
+    names = ["fill", "measured", *(f"measured-{n}" for n in range(2, knobs.passes + 1))]
+    for pass_name in names:
         before = servers.counters()
         started = time.monotonic()
         result = _bench_serve(bench_serve_argv(knobs, settings, ratio, index, concurrency, out, pass_name), out / "bench-serve.log")

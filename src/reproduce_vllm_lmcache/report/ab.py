@@ -54,7 +54,11 @@ def outlier_lines(data: dict[str, Any]) -> list[str]:
 def render(data: dict[str, Any]) -> str:
     arms = data["arms"]
     kept = [b for b in data.get("blocks", []) if not b["warmup"]]
-    what = f"{data.get('prompt_tokens')}-token cold/warm pairs" if data["measure"] == "pairs" else f"workload point {data.get('workload_point')}"
+    what = (
+        f"{data.get('prompt_tokens')}-token cold/warm pairs"
+        if data["measure"] == "pairs"
+        else f"workload point {data.get('workload_point')}"
+    )
     lines = [
         f"A/B, interleaved: {what}",
         f"  A: {arms['a']['label']}",

@@ -39,13 +39,17 @@ def merge(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         base = baseline.get(p["prompt_tokens"])
         if base:
             # Points of one sweep taken one after the other, not interleaved: an interval, no pairing.
-            p["cold_vs_no_connector"] = stats.effect("cold TTFT", base["cold_ttft_samples"], p["cold_ttft_samples"], stats.noise_threshold(), paired=False).as_dict()
+            p["cold_vs_no_connector"] = stats.effect(
+                "cold TTFT", base["cold_ttft_samples"], p["cold_ttft_samples"], stats.noise_threshold(), paired=False
+            ).as_dict()
         own = apc.get(p["prompt_tokens"])
         if own and "warm_ttft_s" in p:
             p["apc_warm_ttft_s"] = own["warm_ttft_s"]
             p["warm_over_apc"] = round(p["warm_ttft_s"] / own["warm_ttft_s"], 2)
             if "warm_ttft_samples" in own and "warm_ttft_samples" in p:
-                p["warm_vs_apc"] = stats.effect("warm TTFT", own["warm_ttft_samples"], p["warm_ttft_samples"], stats.noise_threshold(), paired=False).as_dict()
+                p["warm_vs_apc"] = stats.effect(
+                    "warm TTFT", own["warm_ttft_samples"], p["warm_ttft_samples"], stats.noise_threshold(), paired=False
+                ).as_dict()
     return points
 
 

@@ -31,7 +31,7 @@ MAX_COLUMNS = 14
 # Floats in this range are wall-clock times (2017..2049), shown as UTC times of day.
 EPOCH_RANGE = (1.5e9, 2.5e9)
 # Long per-token lists are left to the JSON files.
-SKIPPED_KEYS = {"output_tokens", "top_logprobs", "output_text", "config", "warm_ttft_samples", "cold_ttft_samples"}
+SKIPPED_KEYS = {"output_tokens", "top_logprobs", "output_text", "config", "warm_ttft_samples", "cold_ttft_samples", "blocks", "sessions"}
 
 PAGE = jinja2.Template(
     """<!doctype html>

@@ -3,8 +3,9 @@ confidence interval (scipy.stats.bootstrap), a verdict that names its numbers, o
 (never dropped), and the interval width an adaptive A/B stops at. Also the repeat summary of a
 bench point and which cache it measured.
 
-B/A is the median of the paired ratios B[i]/A[i] for an interleaved A/B (a Hodges-Lehmann-style
-estimate on the log scale), and the ratio of the medians for two runs taken apart.
+B/A comes from the paired ratios B[i]/A[i] for an interleaved A/B, from each side on its own for
+two runs taken apart; a bootstrap interval from 20 samples a side, Student's t on the logarithms
+below (``ratio_interval``).
 The verdict follows criterion.rs: a change is called only when the whole interval lies beyond a
 small noise threshold (``REPRO_NOISE_THRESHOLD``); otherwise "no change detected", with the largest
 effect the interval still allows.
@@ -21,8 +22,10 @@ from scipy import stats as scipy_stats
 
 CONFIDENCE = 0.95
 RESAMPLES = 4000
-# Below this the interval is not computed (a bootstrap of one or two samples says nothing).
+# Below this no interval is computed.
 MIN_SAMPLES = 3
+# From this many samples a side the interval is a bootstrap's; below, Student's t on the logs.
+BOOTSTRAP_MIN = 20
 # Tukey's far-out fence: a sample beyond quartile -/+ 3 IQR is listed as an outlier.
 OUTLIER_IQR = 3.0
 
@@ -83,16 +86,33 @@ def _bootstrap(data: tuple[np.ndarray, ...], statistic: Any, paired: bool, confi
     return float(ci.low), float(ci.high)
 
 
-def ratio_interval(a: list[float], b: list[float], paired: bool, confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
-    """95 % (by default) bootstrap interval of B/A. Paired (A[i] and B[i] measured side by side,
-    as scripts/ab.sh does): the median of the paired ratios B[i]/A[i], resampled as pairs, so
-    that what both members of a pair share (the machine's state at that moment) cancels and a
-    burst that slows a few pairs does not move it. Unpaired (two runs taken at different times):
-    the ratio of the medians, each side resampled on its own."""
+def ratio_interval(
+    a: list[float], b: list[float], paired: bool, confidence: float = CONFIDENCE, seed: int = 0
+) -> tuple[float, float, float, str]:
+    """B/A with its 95 % (by default) interval, and the method: (ratio, low, high, method).
+
+    Paired (A[i] and B[i] measured side by side, as scripts/ab.sh does): from the paired ratios
+    B[i]/A[i], so that what both members of a pair share (the machine's state at that moment)
+    cancels. Unpaired (two runs taken at different times): from each side on its own.
+    With at least BOOTSTRAP_MIN samples a side: the median (of the paired ratios; else the ratio
+    of the medians), its interval by bootstrap, so a burst that slows a few samples does not move
+    it. With fewer, where a bootstrap's interval is too narrow: the geometric mean with
+    Student's t interval on the logarithms (paired t, or Welch's t), which widens with outliers."""
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(len(xa), len(xb)) >= BOOTSTRAP_MIN:
+        if paired:
+            logs = np.log(xb / xa)
+            low, high = _bootstrap((logs,), _median_ratio, False, confidence, seed)
+            return float(np.exp(np.median(logs))), low, high, "bootstrap of the median paired ratio"
+        low, high = _bootstrap((xa, xb), _ratio_of_medians, False, confidence, seed)
+        return float(np.median(xb) / np.median(xa)), low, high, "bootstrap of the ratio of medians"
     if paired:
-        return _bootstrap((np.log(xb / xa),), _median_ratio, False, confidence, seed)
-    return _bootstrap((xa, xb), _ratio_of_medians, False, confidence, seed)
+        logs = np.log(xb / xa)
+        ci = scipy_stats.ttest_1samp(logs, 0.0).confidence_interval(confidence)
+        return float(np.exp(logs.mean())), float(np.exp(ci.low)), float(np.exp(ci.high)), "paired t on log ratios"
+    la, lb = np.log(xa), np.log(xb)
+    ci = scipy_stats.ttest_ind(lb, la, equal_var=False).confidence_interval(confidence)
+    return float(np.exp(lb.mean() - la.mean())), float(np.exp(ci.low)), float(np.exp(ci.high)), "Welch t on logs"
 
 
 @dataclass
@@ -109,6 +129,7 @@ class Effect:
     high: float
     noise: float
     paired: bool
+    method: str
     verdict: str  # slower, faster, no change, too few samples
     outliers_a: list[int]
     outliers_b: list[int]
@@ -150,14 +171,10 @@ def effect(
     if paired and len(a) != len(b):
         raise ValueError(f"{metric}: paired samples need equal counts ({len(a)} vs {len(b)})")
     ma, mb = float(statistics.median(a)), float(statistics.median(b))
-    if paired:
-        ratio = float(np.exp(np.median(np.log(np.asarray(b, dtype=float) / np.asarray(a, dtype=float)))))
-    else:
-        ratio = mb / ma if ma > 0 else float("nan")
     if min(len(a), len(b)) < MIN_SAMPLES:
-        low, high, word = float("nan"), float("nan"), "too few samples"
+        ratio, low, high, method, word = mb / ma, float("nan"), float("nan"), "", "too few samples"
     else:
-        low, high = ratio_interval(a, b, paired, seed=seed)
+        ratio, low, high, method = ratio_interval(a, b, paired, seed=seed)
         word = judge(low, high, noise, higher_is_better)
     return Effect(
         metric=metric,
@@ -170,6 +187,7 @@ def effect(
         high=round(high, 5),
         noise=noise,
         paired=paired,
+        method=method,
         verdict=word,
         outliers_a=outliers(a),
         outliers_b=outliers(b),

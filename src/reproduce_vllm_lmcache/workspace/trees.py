@@ -22,7 +22,9 @@ def commit_of(checkout: Path, ref: str) -> str:
     """The commit ``ref`` names in ``checkout`` (refused with git's message when it names none)."""
     found = git(checkout, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
     if found.returncode != 0:
-        raise TreeError(f"{checkout.name}: no commit named {ref!r} (try HEAD, HEAD~1, a tag such as `git -C {checkout.name} tag`, or stash@{{0}})")
+        raise TreeError(
+            f"{checkout.name}: no commit named {ref!r} (try HEAD, HEAD~1, a tag such as `git -C {checkout.name} tag`, or stash@{{0}})"
+        )
     return found.stdout.strip()
 
 
