@@ -4,6 +4,7 @@
 #   scripts/ab.sh --a LMCache@v0.5.6 --b tree      # a git ref of one checkout against the working tree
 #   scripts/ab.sh --a REPRO_PATCHES=upstream --b REPRO_PATCHES=all    # the patch set off vs on
 #   scripts/ab.sh --a REPRO_X=1 --b REPRO_X=2      # two knob sets
+#   --label NAME names the run folder (results/runs/<UTC>-NAME; default ab).
 # Both arms' LMCache and vLLM servers run side by side (arm B on ports + REPRO_AB_PORT_OFFSET)
 # and are sampled in turn, block by block in random order, until the intervals are narrow
 # enough (REPRO_AB_*, defaults.env). Prints B/A per metric with its 95 % interval and verdict;
@@ -13,19 +14,26 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 require_env
 
-A_WORDS=() B_WORDS=() side=""
-for word in "$@"; do
-  case $word in
-  --a | --b) side=${word#--} ;;
+usage="usage: scripts/ab.sh [--label NAME] [--a WORD...] [--b WORD...] (WORD: KNOB=value, CHECKOUT@REF, @REF or tree)"
+A_WORDS=() B_WORDS=() side="" label=ab
+while [[ $# -gt 0 ]]; do
+  case $1 in
+  --a | --b) side=${1#--} ;;
+  --label)
+    [[ $# -ge 2 && $2 =~ ^[A-Za-z0-9_-]+$ ]] || die "$usage"
+    label=$2
+    shift
+    ;;
   -h | --help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
-    [[ -n $side ]] || die "usage: scripts/ab.sh [--a WORD...] [--b WORD...] (WORD: KNOB=value, CHECKOUT@REF, @REF or tree)"
-    if [[ $side == a ]]; then A_WORDS+=("$word"); else B_WORDS+=("$word"); fi
+    [[ -n $side ]] || die "$usage"
+    if [[ $side == a ]]; then A_WORDS+=("$1"); else B_WORDS+=("$1"); fi
     ;;
   esac
+  shift
 done
 "$REPRO" preflight ab # every knob, before any server starts
 
@@ -44,7 +52,7 @@ stop_arms() {
   [[ -z $PRELOAD_STARTED ]] || stop_server preload "$PRELOAD_STARTED" "$REPRO_LOG_DIR/preload.log"
   PRELOAD_STARTED=""
 }
-new_run "${REPRO_AB_LABEL:-ab}" stop_arms
+new_run "$label" stop_arms
 started=$SECONDS
 
 "$REPRO" ab arms --run-dir "$run_dir" --a "${A_WORDS[@]}" --b "${B_WORDS[@]}"

@@ -16,9 +16,9 @@ export REPRO_RESULTS_DIR=$run_dir # the two A/Bs nest in this run's folder
 export REPRO_AB_SESSIONS=$REPRO_CALIBRATE_SESSIONS
 
 echo "=== A/A: $REPRO_CALIBRATE_SESSIONS A/Bs of HEAD against HEAD"
-REPRO_AB_LABEL=aa scripts/ab.sh --a @HEAD --b @HEAD
+scripts/ab.sh --label aa --a @HEAD --b @HEAD
 "$REPRO" ab plant --seconds "$REPRO_CALIBRATE_SLEEP_S"
 echo "=== planted: $REPRO_CALIBRATE_SESSIONS A/Bs of HEAD against HEAD + time.sleep($REPRO_CALIBRATE_SLEEP_S)"
-REPRO_AB_LABEL=planted scripts/ab.sh --a @HEAD --b tree
+scripts/ab.sh --label planted --a @HEAD --b tree
 "$REPRO" ab unplant
 "$REPRO" ab calibration "$run_dir" --seconds "$REPRO_CALIBRATE_SLEEP_S"

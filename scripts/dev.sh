@@ -14,4 +14,4 @@ edited=$(git -C LMCache status --porcelain --untracked-files=no; git -C vllm sta
 if [[ -z $edited ]]; then
   echo "dev: no edit in vllm/ or LMCache/ against the last commit: this run is an A/A (both arms the same code)"
 fi
-REPRO_AB_LABEL=dev exec "$REPO_ROOT/scripts/ab.sh" --a "@$REPRO_DEV_BASE" --b tree
+exec "$REPO_ROOT/scripts/ab.sh" --label dev --a "@$REPRO_DEV_BASE" --b tree

@@ -170,7 +170,21 @@ def test_calibration_tally_and_detectable_effect() -> None:
         }
 
     sessions = [session("no change", 0.99, 1.03), session("slower", 1.02, 1.06), session("no change", 0.98, 1.02)]
-    assert ab_calibrate.tally(sessions) == {"ttft_warm": {"no change": 2, "slower": 1}}
+    assert ab_calibrate.tally(sessions, 0.01) == {"ttft_warm": {"no change": 2, "slower": 1}}
+    assert ab_calibrate.tally(sessions, 0.03) == {"ttft_warm": {"no change": 3}}  # re-judged at another threshold
+    rows = {r["noise_threshold"]: r for r in ab_calibrate.by_threshold(sessions, sessions)}
+    assert rows[0.01]["aa_false"] == {"ttft_warm": 1} and rows[0.02]["planted_warm_slower"] == 0
     assert ab_calibrate.detectable(sessions, 0.01) == {"ttft_warm": 0.05}
     added = ab_calibrate.added_ms(sessions)
     assert added[1]["low"] == pytest.approx(4.0) and added[1]["high"] == pytest.approx(12.0)
+
+
+def test_retrieve_times_from_lmcache_log(tmp_path) -> None:
+    from reproduce_vllm_lmcache.experiments import ab_calibrate
+
+    log = tmp_path / "lmcache-b.log"
+    log.write_text(
+        "x LMCache INFO: Retrieved 960 tokens in 0.012 seconds (lmcache_driven_transfer.py)\nother\nRetrieved 64 tokens in 0.0051 seconds\n"
+    )
+    assert ab_calibrate.retrieve_ms(log) == pytest.approx([12.0, 5.1])
+    assert ab_calibrate.retrieve_ms(tmp_path / "missing.log") == []

@@ -85,7 +85,15 @@ def test_unparseable_knobs_are_refused(env: dict[str, str], word: str) -> None:
 
 
 def _point(
-    root: Path, name: str, ratio: float, ttft_ms: float, req_s: float, local: int, external: int, texts: list[str], spread: tuple[float, ...] = (1.0,)
+    root: Path,
+    name: str,
+    ratio: float,
+    ttft_ms: float,
+    req_s: float,
+    local: int,
+    external: int,
+    texts: list[str],
+    spread: tuple[float, ...] = (1.0,),
 ) -> None:
     """A point whose measured passes are the given one scaled by each factor of ``spread``."""
     out = root / "points" / f"{name}-c1-x{ratio:g}"

@@ -3,11 +3,11 @@ two knob sets) measured in one run on one machine.
 
 Design: both arms' servers run side by side (arm B on other ports) and are used in turn, one
 request at a time, so that whatever the machine does during the run (a noise burst, a thermal
-step, another process) falls on both arms alike. Each block holds one sample of each arm in a
-random order; the first blocks are thrown away (one-off costs of fresh servers); sampling stops
-once every interval of REPRO_AB_STOP_METRICS is narrower than REPRO_AB_TARGET_WIDTH, or at
-REPRO_AB_MAX_BLOCKS / REPRO_AB_MAX_SECONDS. The statistics are report/stats.py's (paired
-bootstrap of the ratio of medians); the table is report/ab.py's.
+step, another process) falls on both arms alike. Each block samples both arms in a random order
+(experiments/ab_measures.py says what a block measures); the first blocks are thrown away
+(one-off costs of fresh servers); sampling stops once every interval of REPRO_AB_STOP_METRICS is
+narrower than REPRO_AB_TARGET_WIDTH, or at REPRO_AB_MAX_BLOCKS / REPRO_AB_MAX_SECONDS. The
+statistics are report/stats.py's (paired: from the ratios B[i]/A[i]); the table is report/ab.py's.
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ class Plan:
         # planted runs): each with its own blocks, stop and verdicts; warm-up blocks only before the first.
         self.sessions = knobs.integer("REPRO_AB_SESSIONS", env)
         metrics = ("ttft_cold", "ttft_warm", "e2e_cold", "e2e_warm") if self.measure == "pairs" else ("throughput", "ttft_p50", "ttft_p99")
-        self.stop_metrics = knobs.names("REPRO_AB_STOP_METRICS", env, metrics)
+        # Empty: the measure's headline metric (warm TTFT for pairs, throughput for a workload point).
+        chosen = knobs.text("REPRO_AB_STOP_METRICS", env).strip()
+        self.stop_metrics = (
+            knobs.names("REPRO_AB_STOP_METRICS", env, metrics) if chosen else (metrics[1] if self.measure == "pairs" else metrics[0],)
+        )
         if self.measure == "workload":
             ab_arms.workload_point(env)
 
@@ -71,7 +75,7 @@ def paired_samples(blocks: list[dict[str, Any]], arm: str, metric: str) -> list[
 
 
 def effects(plan_noise: float, blocks: list[dict[str, Any]], metrics: tuple[str, ...], seed: int = 0) -> list[Any]:
-    """B against A per metric over the measured (not warm-up) blocks, paired by block."""
+    """B against A per metric over the measured (not warm-up) blocks, sample by sample paired."""
     from reproduce_vllm_lmcache.report import stats
 
     return [

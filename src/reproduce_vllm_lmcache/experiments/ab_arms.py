@@ -91,9 +91,11 @@ def resolve(name: str, words: list[str], env: dict[str, str] | None = None) -> A
         commit = trees.commit_of(src.path, ref)
         arm.code[src.checkout] = commit
         if not trees.same_as_working_tree(src.path, commit):
-            tree = _trees_dir(env) / f"{src.checkout}-{commit[:12]}"
-            print(f"ab: arm {name.upper()}: {src.checkout} at {ref} ({commit[:12]}) from {tree}", flush=True)
-            code_trees.append(str(trees.worktree(src.path, tree, commit)))
+            tree = trees.worktree(src.path, _trees_dir(env) / f"{src.checkout}-{commit[:12]}", commit)
+            # Recorded relative to the repository (REPRO_CODE_TREES takes it so): no machine path in results.
+            shown = tree.relative_to(config.ROOT) if tree.is_relative_to(config.ROOT) else tree
+            print(f"ab: arm {name.upper()}: {src.checkout} at {ref} ({commit[:12]}) from {shown}", flush=True)
+            code_trees.append(str(shown))
     offset = knobs.integer("REPRO_AB_PORT_OFFSET", env) if name == "b" else 0
     arm.env = {
         # Both arms start their servers the same way, unless one says otherwise.

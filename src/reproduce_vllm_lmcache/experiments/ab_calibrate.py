@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from reproduce_vllm_lmcache.knobs import KnobError
+from reproduce_vllm_lmcache.report import stats
 from reproduce_vllm_lmcache.report.ab import METRICS
 from reproduce_vllm_lmcache.workspace import pins
 from reproduce_vllm_lmcache.workspace.checkouts import git
@@ -76,19 +78,51 @@ def sleep_cost(seconds: float, n: int = 300) -> float:
     return statistics.median(took)
 
 
+RETRIEVED = re.compile(r"Retrieved \d+ tokens in ([\d.]+) seconds")
+
+
+def retrieve_ms(log: Path) -> list[float]:
+    """LMCache's own duration of every retrieve in a server log (its INFO line, timed from the
+    handler's first statement, so the planted sleep is inside it), in milliseconds."""
+    if not log.is_file():
+        return []
+    return [float(m.group(1)) * 1000 for m in RETRIEVED.finditer(log.read_text(errors="replace"))]
+
+
 def _sessions(run: Path) -> list[dict[str, Any]]:
     data = json.loads((run / "ab.json").read_text())
     return list(data.get("sessions") or [data])
 
 
-def tally(sessions: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Per metric, how many sessions gave each verdict."""
+def tally(sessions: list[dict[str, Any]], noise: float) -> dict[str, dict[str, int]]:
+    """Per metric, how many sessions gave each verdict, judged at noise threshold ``noise``
+    (each session's interval as recorded, its verdict recomputed)."""
     out: dict[str, dict[str, int]] = {}
     for s in sessions:
         for e in s["effects"]:
-            out.setdefault(e["metric"], {}).setdefault(e["verdict"], 0)
-            out[e["metric"]][e["verdict"]] += 1
+            word = e["verdict"] if e["low"] != e["low"] else stats.judge(e["low"], e["high"], noise, e.get("higher_is_better", False))
+            out.setdefault(e["metric"], {}).setdefault(word, 0)
+            out[e["metric"]][word] += 1
     return out
+
+
+THRESHOLDS = (0.0, 0.005, 0.01, 0.02)
+
+
+def by_threshold(aa: list[dict[str, Any]], planted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trade-off a noise threshold makes, on these runs: A/A false verdicts against planted
+    detections, per threshold."""
+    rows = []
+    for noise in THRESHOLDS:
+        a, p = tally(aa, noise), tally(planted, noise)
+        rows.append(
+            {
+                "noise_threshold": noise,
+                "aa_false": {m: v.get("slower", 0) + v.get("faster", 0) for m, v in a.items()},
+                "planted_warm_slower": p.get("ttft_warm", {}).get("slower", 0),
+            }
+        )
+    return rows
 
 
 def detectable(sessions: list[dict[str, Any]], noise: float) -> dict[str, float]:
@@ -128,14 +162,19 @@ def pooled_added_ms(sessions: list[dict[str, Any]], metric: str = "ttft_warm") -
 
 def summary(aa: Path, planted: Path, sleep_s: float) -> dict[str, Any]:
     aa_sessions, pl_sessions = _sessions(aa), _sessions(planted)
-    noise = json.loads((aa / "ab.json").read_text())["plan"]["noise"]
-    aa_tally, pl_tally = tally(aa_sessions), tally(pl_sessions)
+    noise = stats.noise_threshold()  # the verdicts as a run with today's default would give them
+    aa_tally, pl_tally = tally(aa_sessions, noise), tally(pl_sessions, noise)
     pooled = pooled_added_ms(pl_sessions)
     per_session = added_ms(pl_sessions)
+    retrieves = {arm: retrieve_ms(planted / "logs" / f"lmcache-{arm}.log") for arm in ("a", "b")}
+    in_server = statistics.median(retrieves["b"]) - statistics.median(retrieves["a"]) if all(retrieves.values()) else None
     return {
         "noise_threshold": noise,
         "aa": {"run": aa.name, "sessions": len(aa_sessions), "verdicts": aa_tally},
         "aa_false_verdicts": {m: v.get("slower", 0) + v.get("faster", 0) for m, v in aa_tally.items()},
+        "aa_sessions_with_any_false_verdict": sum(
+            any(e["low"] == e["low"] and stats.judge(e["low"], e["high"], noise) != "no change" for e in x["effects"]) for x in aa_sessions
+        ),
         "planted": {
             "run": planted.name,
             "sessions": len(pl_sessions),
@@ -145,8 +184,16 @@ def summary(aa: Path, planted: Path, sleep_s: float) -> dict[str, Any]:
             "added_ms_pooled": round(pooled, 2),
             "added_ms_per_session": [{k: round(v, 2) for k, v in x.items()} for x in per_session],
             "intervals_holding_the_added_ms": sum(x["low"] <= pooled <= x["high"] for x in per_session),
+            # What the line adds inside LMCache: its own retrieve timings, arm B's median less arm A's.
+            "retrieves_logged": [len(retrieves["a"]), len(retrieves["b"])],
+            "retrieve_median_ms": [statistics.median(v) if v else None for v in (retrieves["a"], retrieves["b"])],
+            "added_ms_in_lmcache_retrieve": None if in_server is None else round(in_server, 2),
+            "intervals_holding_the_retrieve_addition": None
+            if in_server is None
+            else sum(x["low"] <= in_server <= x["high"] for x in per_session),
         },
         "planted_detected": pl_tally.get("ttft_warm", {}).get("slower", 0),
+        "by_threshold": by_threshold(aa_sessions, pl_sessions),
         "smallest_detectable_effect": detectable(aa_sessions, noise),
         "sampling_s_per_session": statistics.median(s["sampling_s"] for s in aa_sessions + pl_sessions),
     }
@@ -165,15 +212,31 @@ def markdown(s: dict[str, Any]) -> str:
     for m, label in ((m, METRICS[m][0]) for m in s["aa"]["verdicts"]):
         pv = ", ".join(f"{k} {v}" for k, v in sorted(p["verdicts"].get(m, {}).items()))
         lines.append(
-            f"| {label} | {s['aa_false_verdicts'][m]} of {s['aa']['sessions']} | {pv} | {s['smallest_detectable_effect'].get(m, 0):.1%} |"
+            f"| {label} | {s['aa_false_verdicts'][m]} of {s['aa']['sessions']} | {pv} | {s['smallest_detectable_effect'].get(m, 0) * 100:.1f} % |"
         )
     lines += [
         "",
         f"Planted: `time.sleep({p['sleep_s']})` in LMCache's retrieve handler ({p['sleep_alone_ms']:.2f} ms alone on this machine); "
         f"warm TTFT called slower in {s['planted_detected']} of {p['sessions']}; it adds {p['added_ms_pooled']:.1f} ms to the warm "
         f"request (median paired difference over every warm pair of the {p['sessions']} A/Bs); "
-        f"{p['intervals_holding_the_added_ms']} of {p['sessions']} intervals hold it.",
-        f"Noise threshold {s['noise_threshold']:.1%}; median sampling time per A/B {s['sampling_s_per_session']:.0f} s.",
+        f"{p['intervals_holding_the_added_ms']} of {p['sessions']} intervals hold it. Inside LMCache (its own retrieve log, "
+        f"{p['retrieves_logged'][0]} and {p['retrieves_logged'][1]} retrieves): median {p['retrieve_median_ms'][0]} ms in A, "
+        f"{p['retrieve_median_ms'][1]} ms in B, +{p['added_ms_in_lmcache_retrieve']} ms; "
+        f"{p['intervals_holding_the_retrieve_addition']} of {p['sessions']} warm-TTFT intervals hold that.",
+        f"A/As with any metric called faster or slower: {s['aa_sessions_with_any_false_verdict']} of {s['aa']['sessions']}.",
+        "",
+        "The same intervals judged at other noise thresholds (REPRO_NOISE_THRESHOLD):",
+        "",
+        "| threshold | A/A false: TTFT warm | TTFT cold | e2e cold | e2e warm | planted warm TTFT called slower |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *[
+            f"| {r['noise_threshold'] * 100:.1f} % | "
+            + " | ".join(str(r["aa_false"].get(m, 0)) for m in ("ttft_warm", "ttft_cold", "e2e_cold", "e2e_warm"))
+            + f" | {r['planted_warm_slower']} of {p['sessions']} |"
+            for r in s["by_threshold"]
+        ],
+        "",
+        f"Verdicts above at the noise threshold {s['noise_threshold'] * 100:.1f} %; median sampling time per A/B {s['sampling_s_per_session']:.0f} s.",
     ]
     return "\n".join(lines) + "\n"
 

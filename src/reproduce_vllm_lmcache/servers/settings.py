@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reproduce_vllm_lmcache import knobs
+from reproduce_vllm_lmcache.config import ROOT
 from reproduce_vllm_lmcache.knobs import KnobError
 from reproduce_vllm_lmcache.workspace import system as packages
 from reproduce_vllm_lmcache.workspace import upstream
@@ -105,7 +106,8 @@ def vllm_layout(value: str, system: str) -> tuple[str, str]:
 def code_trees(env: dict[str, str]) -> tuple[str, ...]:
     """REPRO_CODE_TREES: existing source trees (each holding a ``vllm`` or ``lmcache`` package)."""
     raw = knobs.text("REPRO_CODE_TREES", env)
-    found = tuple(p for p in raw.split(os.pathsep) if p)
+    # Relative entries are taken from the repository root, as every path knob is.
+    found = tuple(str(p if p.is_absolute() else ROOT / p) for p in (Path(x).expanduser() for x in raw.split(os.pathsep) if x))
     for tree in found:
         if not any((Path(tree) / pkg / "__init__.py").is_file() for pkg in ("vllm", "lmcache")):
             raise KnobError(f"REPRO_CODE_TREES={raw!r}: {tree} holds no vllm or lmcache package (scripts/ab.sh makes such trees)")
