@@ -76,32 +76,17 @@ if in_arm a want_preload || in_arm b want_preload; then
   wait_ready preload "$SERVER_PID" "unix:$REPRO_PRELOAD_SOCKET" 300 "$REPRO_LOG_DIR/preload.log"
 fi
 
-start_lmcache() {
-  "$REPRO" preflight lmcache
-  read_command lmcache
-  start_server "lmcache-$1" "$REPRO_LOG_DIR/lmcache-$1.log" "${CMD[@]}"
-  LM_PID[$1]=$SERVER_PID
-}
-start_vllm() {
-  "$REPRO" preflight vllm
-  [[ $REPRO_CONNECTOR == 0 ]] || "$REPRO" guard
-  read_command vllm
-  start_server "vllm-$1" "$REPRO_LOG_DIR/vllm-$1.log" "${CMD[@]}"
-  VL_PID[$1]=$SERVER_PID
-}
-ready_lmcache() {
-  wait_ready "lmcache-$1" "${LM_PID[$1]}" "$("$REPRO" url lmcache)/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$REPRO_LOG_DIR/lmcache-$1.log"
-}
-ready_vllm() {
-  wait_ready "vllm-$1" "${VL_PID[$1]}" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$REPRO_LOG_DIR/vllm-$1.log"
-  warm_vllm "vllm-$1" "${VL_PID[$1]}" "$REPRO_LOG_DIR/vllm-$1.log"
-}
-
 # Both arms start together (their imports overlap); LMCache first, as vLLM's connector needs it.
-for arm in a b; do in_arm "$arm" start_lmcache "$arm"; done
-for arm in a b; do in_arm "$arm" ready_lmcache "$arm"; done
-for arm in a b; do in_arm "$arm" start_vllm "$arm"; done
-for arm in a b; do in_arm "$arm" ready_vllm "$arm"; done
+for arm in a b; do
+  in_arm "$arm" launch_lmcache "lmcache-$arm" "$REPRO_LOG_DIR/lmcache-$arm.log"
+  LM_PID[$arm]=$SERVER_PID
+done
+for arm in a b; do in_arm "$arm" await_lmcache "lmcache-$arm" "${LM_PID[$arm]}" "$REPRO_LOG_DIR/lmcache-$arm.log"; done
+for arm in a b; do
+  in_arm "$arm" launch_vllm "vllm-$arm" "$REPRO_LOG_DIR/vllm-$arm.log"
+  VL_PID[$arm]=$SERVER_PID
+done
+for arm in a b; do in_arm "$arm" await_vllm "vllm-$arm" "${VL_PID[$arm]}" "$REPRO_LOG_DIR/vllm-$arm.log"; done
 t_start=$((SECONDS - started))
 
 t0=$SECONDS

@@ -242,28 +242,47 @@ warm_vllm() {
   echo "$1: ready for measured requests after $READY_S s"
 }
 
+# launch_lmcache NAME LOG / await_lmcache NAME PID LOG: start an LMCache server in the background
+# (after its preflight; sets SERVER_PID), then wait until it answers. Apart, so that several
+# servers can start at once (scripts/ab.sh).
+launch_lmcache() {
+  "$REPRO" preflight lmcache
+  read_command lmcache
+  start_server "$1" "$2" "${CMD[@]}"
+}
+await_lmcache() {
+  wait_ready "$1" "$2" "$("$REPRO" url lmcache)/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$3"
+}
+
 # up_lmcache LOG: start the LMCache server in the background and wait until it is ready.
 # Sets LMCACHE_PID and LMCACHE_LOG.
 up_lmcache() {
   LMCACHE_LOG=$1
-  "$REPRO" preflight lmcache
-  read_command lmcache
-  start_server lmcache "$LMCACHE_LOG" "${CMD[@]}"
+  launch_lmcache lmcache "$LMCACHE_LOG"
   LMCACHE_PID=$SERVER_PID
-  wait_ready lmcache "$LMCACHE_PID" "$("$REPRO" url lmcache)/healthcheck" "$REPRO_LMCACHE_READY_TIMEOUT" "$LMCACHE_LOG"
+  await_lmcache lmcache "$LMCACHE_PID" "$LMCACHE_LOG"
 }
 
-# up_vllm LOG: start vLLM in the background (after the namespace guard when it uses the
-# connector) and wait until it is ready. Sets VLLM_PID, VLLM_LOG and READY_S.
-up_vllm() {
-  VLLM_LOG=$1
+# launch_vllm NAME LOG / await_vllm NAME PID LOG: start vLLM in the background (after its
+# preflight and, when it uses the connector, the namespace guard; sets SERVER_PID), then wait
+# until it answers and send the warm-up (sets READY_S).
+launch_vllm() {
   "$REPRO" preflight vllm
   [[ $REPRO_CONNECTOR == 0 ]] || "$REPRO" guard
   read_command vllm
-  start_server vllm "$VLLM_LOG" "${CMD[@]}"
+  start_server "$1" "$2" "${CMD[@]}"
+}
+await_vllm() {
+  wait_ready "$1" "$2" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$3"
+  warm_vllm "$1" "$2" "$3"
+}
+
+# up_vllm LOG: start vLLM and wait until it is ready. Sets VLLM_PID, VLLM_LOG and READY_S.
+up_vllm() {
+  VLLM_LOG=$1
+  launch_vllm vllm "$VLLM_LOG"
   VLLM_PID=$SERVER_PID
-  wait_ready vllm "$VLLM_PID" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$VLLM_LOG"
-  warm_vllm vllm "$VLLM_PID" "$VLLM_LOG"
+  await_vllm vllm "$VLLM_PID" "$VLLM_LOG"
 }
 
 # up_redis LOG: start the Redis server for LMCache's L2 and wait until it accepts connections.

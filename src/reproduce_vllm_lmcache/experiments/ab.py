@@ -22,7 +22,8 @@ from typing import Any
 
 from reproduce_vllm_lmcache import knobs
 from reproduce_vllm_lmcache.experiments import ab_arms, ab_calibrate
-from reproduce_vllm_lmcache.experiments.ab_measures import METRICS, Measure
+from reproduce_vllm_lmcache.experiments.ab_measures import MEASURES, METRICS, Measure
+from reproduce_vllm_lmcache.report import ab as ab_report
 
 RESULT_FILE = "ab.json"
 
@@ -31,7 +32,7 @@ class Plan:
     """The A/B's knobs, checked before any server starts."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.measure = knobs.choice("REPRO_AB_MEASURE", ("pairs", "workload"), env)
+        self.measure = knobs.choice("REPRO_AB_MEASURE", tuple(MEASURES), env)
         self.warmup_blocks = knobs.integer("REPRO_AB_WARMUP_BLOCKS", env, minimum=0)
         self.min_blocks = knobs.integer("REPRO_AB_MIN_BLOCKS", env, minimum=3)
         self.max_blocks = knobs.integer("REPRO_AB_MAX_BLOCKS", env, minimum=self.min_blocks)
@@ -43,12 +44,10 @@ class Plan:
         # Independent A/Bs on the same servers, one after the other (the calibration's A/A and
         # planted runs): each with its own blocks, stop and verdicts; warm-up blocks only before the first.
         self.sessions = knobs.integer("REPRO_AB_SESSIONS", env)
-        metrics = ("ttft_cold", "ttft_warm", "e2e_cold", "e2e_warm") if self.measure == "pairs" else ("throughput", "ttft_p50", "ttft_p99")
+        kind = MEASURES[self.measure]
         # Empty: the measure's headline metric (warm TTFT for pairs, throughput for a workload point).
         chosen = knobs.text("REPRO_AB_STOP_METRICS", env).strip()
-        self.stop_metrics = (
-            knobs.names("REPRO_AB_STOP_METRICS", env, metrics) if chosen else (metrics[1] if self.measure == "pairs" else metrics[0],)
-        )
+        self.stop_metrics = knobs.names("REPRO_AB_STOP_METRICS", env, kind.metrics) if chosen else (kind.headline,)
         if self.measure == "workload":
             ab_arms.workload_point(env)
 
@@ -71,7 +70,7 @@ def _measure(plan: Plan, arms: dict[str, ab_arms.Arm], run_dir: Path) -> Measure
 def paired_samples(blocks: list[dict[str, Any]], arm: str, metric: str) -> list[float]:
     """The arm's samples of a metric over the measured blocks, in order: sample i of A was taken
     next to sample i of B (the same prompt, the same moment of the machine)."""
-    return [x for b in blocks if not b["warmup"] for x in b["samples"][arm]["metrics"][metric]]
+    return [x for b in ab_report.measured(blocks) for x in b["samples"][arm]["metrics"][metric]]
 
 
 def effects(plan_noise: float, blocks: list[dict[str, Any]], metrics: tuple[str, ...], seed: int = 0) -> list[Any]:
@@ -159,7 +158,6 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Sample both running arms in interleaved blocks; write ab.json and print the verdicts."""
-    from reproduce_vllm_lmcache.report import ab as ab_report
     from reproduce_vllm_lmcache.report import results
 
     plan = Plan()

@@ -110,7 +110,9 @@ def resolve(name: str, words: list[str], env: dict[str, str] | None = None) -> A
 
 def measure_env(env: dict[str, str]) -> dict[str, str]:
     """The server knobs the measure needs in both arms (the workload point's vLLM settings)."""
-    if knobs.choice("REPRO_AB_MEASURE", ("pairs", "workload"), env) == "pairs":
+    from reproduce_vllm_lmcache.experiments.ab_measures import MEASURES
+
+    if knobs.choice("REPRO_AB_MEASURE", tuple(MEASURES), env) == "pairs":
         return {"REPRO_PROMPT_TOKENS": str(knobs.integer("REPRO_AB_PROMPT_TOKENS", env))}
     from reproduce_vllm_lmcache.experiments import workload
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from reproduce_vllm_lmcache.knobs import KnobError
 from reproduce_vllm_lmcache.report import stats
-from reproduce_vllm_lmcache.report.ab import METRICS
+from reproduce_vllm_lmcache.report.ab import METRICS, measured
 from reproduce_vllm_lmcache.workspace import pins
 from reproduce_vllm_lmcache.workspace.checkouts import git
 
@@ -153,8 +153,7 @@ def pooled_added_ms(sessions: list[dict[str, Any]], metric: str = "ttft_warm") -
     diffs = [
         (b - a) * 1000
         for s in sessions
-        for blk in s["blocks"]
-        if not blk["warmup"]
+        for blk in measured(s["blocks"])
         for a, b in zip(blk["samples"]["a"]["metrics"][metric], blk["samples"]["b"]["metrics"][metric], strict=True)
     ]
     return float(statistics.median(diffs))

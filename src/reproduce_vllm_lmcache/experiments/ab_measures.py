@@ -7,6 +7,7 @@ measured pass of a workload point per arm. A block returns, per arm, each metric
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ class Pairs:
     in time share the machine's state, so pairs of them cancel its drift."""
 
     metrics = ("ttft_cold", "ttft_warm", "e2e_cold", "e2e_warm")
+    headline = "ttft_warm"
 
     def __init__(self, settings: dict[str, Settings], nonce: str) -> None:
         from reproduce_vllm_lmcache.experiments import client
@@ -78,6 +80,7 @@ class Pairs:
         return float(result["ttft"])
 
     def block(self, order: list[str], index: int, rng: random.Random) -> dict[str, Sample]:
+        from reproduce_vllm_lmcache.report import judging
         from reproduce_vllm_lmcache.servers import lmcache_api
 
         first = self.sessions[order[0]]
@@ -97,10 +100,11 @@ class Pairs:
             out[arm].add("e2e_cold", c.total_s)
             out[arm].add("e2e_warm", w.total_s)
             out[arm].add("ttft_warm", w.ttft_s)
+            (verdict,) = judging.verdicts([c.as_dict(), w.as_dict()])
             out[arm].checks = {
-                "stored": c.lmcache_l1_write_chunks > 0 or not judged,
-                "hit": (w.lmcache_l1_read_chunks > 0 and w.vllm_external_hit_tokens > 0) or not judged,
-                "cold = warm": c.output_tokens == w.output_tokens,
+                "stored": verdict["stored_on_cold"] or not judged,
+                "hit": verdict["hit_on_warm"] or not judged,
+                "cold = warm": verdict["output_identical"],
             }
             out[arm].answer = c.output_tokens
             out[arm].detail = {
@@ -111,7 +115,7 @@ class Pairs:
         for _ in range(self.repeats):
             for arm in rng.sample(order, len(order)):
                 out[arm].add("ttft_warm", self._ttft(arm, ids))
-        warm_medians = {arm: sorted(out[arm].metrics["ttft_warm"])[len(out[arm].metrics["ttft_warm"]) // 2] for arm in order}
+        warm_medians = {arm: statistics.median(out[arm].metrics["ttft_warm"]) for arm in order}
         print(
             f"  {'  '.join(f'{arm.upper()}: cold {cold[arm].ttft_s:.3f} s, warm {warm_medians[arm]:.3f} s' for arm in sorted(order))}"
             f" (TTFT; warm: median of {1 + self.repeats})",
@@ -129,6 +133,7 @@ class WorkloadPoint:
     arm (``prepare``), then each block is one measured pass of the same requests per arm."""
 
     metrics = ("throughput", "ttft_p50", "ttft_p99")
+    headline = "throughput"
 
     def __init__(self, settings: dict[str, Settings], out: Path) -> None:
         from reproduce_vllm_lmcache.experiments import ab_arms, workload
@@ -178,3 +183,7 @@ class WorkloadPoint:
 
     def close(self) -> None:
         pass
+
+
+# REPRO_AB_MEASURE -> what a block measures
+MEASURES: dict[str, type[Pairs] | type[WorkloadPoint]] = {"pairs": Pairs, "workload": WorkloadPoint}

@@ -18,13 +18,18 @@ METRICS: dict[str, tuple[str, str, bool]] = {
 }
 
 
+def measured(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The blocks the statistics count: all but the warm-up blocks."""
+    return [b for b in blocks if not b["warmup"]]
+
+
 def _value(x: float, unit: str) -> str:
     return f"{x:.3f} {unit}" if unit == "s" else f"{x:.2f} {unit}"
 
 
 def checks(data: dict[str, Any]) -> list[str]:
     """'hit: A 20/20, B 20/20' per check, and answers identical across the arms."""
-    kept = [b for b in data.get("blocks", []) if not b["warmup"]]
+    kept = measured(data.get("blocks", []))
     if not kept:
         return []
     names = list(kept[0]["samples"]["a"]["checks"])
@@ -38,7 +43,7 @@ def checks(data: dict[str, Any]) -> list[str]:
 
 
 def outlier_lines(data: dict[str, Any]) -> list[str]:
-    kept = [b for b in data.get("blocks", []) if not b["warmup"]]
+    kept = measured(data.get("blocks", []))
     lines: list[str] = []
     if not kept:
         return lines
@@ -53,7 +58,7 @@ def outlier_lines(data: dict[str, Any]) -> list[str]:
 
 def render(data: dict[str, Any]) -> str:
     arms = data["arms"]
-    kept = [b for b in data.get("blocks", []) if not b["warmup"]]
+    kept = measured(data.get("blocks", []))
     what = (
         f"{data.get('prompt_tokens')}-token cold/warm pairs"
         if data["measure"] == "pairs"

@@ -65,14 +65,13 @@ def _median_ratio(log_ratios: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.asarray(np.exp(np.median(log_ratios, axis=axis)))
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic: Any, paired: bool, confidence: float, seed: int) -> tuple[float, float]:
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Any, confidence: float, seed: int) -> tuple[float, float]:
     """scipy's bootstrap interval: BCa, or the percentile interval where BCa is undefined (e.g.
     all samples equal)."""
     import warnings
 
     kwargs: dict[str, Any] = {
         "statistic": statistic,
-        "paired": paired,
         "vectorized": True,
         "confidence_level": confidence,
         "n_resamples": RESAMPLES,
@@ -102,9 +101,9 @@ def ratio_interval(
     if min(len(xa), len(xb)) >= BOOTSTRAP_MIN:
         if paired:
             logs = np.log(xb / xa)
-            low, high = _bootstrap((logs,), _median_ratio, False, confidence, seed)
+            low, high = _bootstrap((logs,), _median_ratio, confidence, seed)
             return float(np.exp(np.median(logs))), low, high, "bootstrap of the median paired ratio"
-        low, high = _bootstrap((xa, xb), _ratio_of_medians, False, confidence, seed)
+        low, high = _bootstrap((xa, xb), _ratio_of_medians, confidence, seed)
         return float(np.median(xb) / np.median(xa)), low, high, "bootstrap of the ratio of medians"
     if paired:
         logs = np.log(xb / xa)

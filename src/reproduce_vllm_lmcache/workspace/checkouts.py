@@ -57,8 +57,9 @@ def pristine_worktree(src: Source, prefix: str, built: bool = False) -> Iterator
     try:
         git(src.path, "worktree", "add", "--detach", str(tree), src.git_tag)
         if built:
-            outputs = git(src.path, "ls-files", "--others", "--ignored", "--exclude-standard", "--", "*.so", "*/_version.py").stdout
-            for rel in outputs.splitlines():
+            from reproduce_vllm_lmcache.workspace import trees  # it builds on this module's git()
+
+            for rel in trees.build_outputs(src.path):
                 if (tree / rel).parent.is_dir() and not (tree / rel).exists():
                     (tree / rel).symlink_to(src.path / rel)
         yield tree
