@@ -18,7 +18,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported when a statistic needs it: it takes about a second to import, and
+    every `repro` command (most of them a few milliseconds of work) loads this module."""
+    from scipy import stats
+
+    return stats
+
 
 CONFIDENCE = 0.95
 RESAMPLES = 4000
@@ -79,9 +87,9 @@ def _bootstrap(data: tuple[np.ndarray, ...], statistic: Any, confidence: float, 
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BCa's "degenerate" warning: handled by the fallback
-        ci = scipy_stats.bootstrap(data, method="BCa", **kwargs).confidence_interval
+        ci = _scipy_stats().bootstrap(data, method="BCa", **kwargs).confidence_interval
         if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
-            ci = scipy_stats.bootstrap(data, method="percentile", **kwargs).confidence_interval
+            ci = _scipy_stats().bootstrap(data, method="percentile", **kwargs).confidence_interval
     return float(ci.low), float(ci.high)
 
 
@@ -107,10 +115,10 @@ def ratio_interval(
         return float(np.median(xb) / np.median(xa)), low, high, "bootstrap of the ratio of medians"
     if paired:
         logs = np.log(xb / xa)
-        ci = scipy_stats.ttest_1samp(logs, 0.0).confidence_interval(confidence)
+        ci = _scipy_stats().ttest_1samp(logs, 0.0).confidence_interval(confidence)
         return float(np.exp(logs.mean())), float(np.exp(ci.low)), float(np.exp(ci.high)), "paired t on log ratios"
     la, lb = np.log(xa), np.log(xb)
-    ci = scipy_stats.ttest_ind(lb, la, equal_var=False).confidence_interval(confidence)
+    ci = _scipy_stats().ttest_ind(lb, la, equal_var=False).confidence_interval(confidence)
     return float(np.exp(lb.mean() - la.mean())), float(np.exp(ci.low)), float(np.exp(ci.high)), "Welch t on logs"
 
 

@@ -28,6 +28,7 @@ from reproduce_vllm_lmcache.workspace import model as model_mod
 VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
 STATE_FILE = ROOT / ".repro" / "setup-state.json"
+BYTECODE_STAMP = ROOT / ".repro" / "bytecode-state"
 GIB = 1 << 30
 
 
@@ -170,6 +171,23 @@ def ensure_kernels() -> str:
     return wheels.ensure_kernels(pins.source("vllm").path)
 
 
+def compile_bytecode() -> str:
+    """Compile the environment's and the checkouts' modules to .pyc once. Python does that itself
+    on first import, unless PYTHONDONTWRITEBYTECODE is set (some CI machines and containers set
+    it): then every process compiles all it imports again, and each `repro` command of the start
+    scripts took 1-4 s instead of 0.3 s. An edited file is still recompiled when imported."""
+    current = fingerprint()
+    if BYTECODE_STAMP.exists() and BYTECODE_STAMP.read_text().strip() == current:
+        return "up to date"
+    places = [*VENV.glob("lib/python3*/site-packages"), ROOT / "src", *(src.path / src.key for src in pins.sources())]
+    # Exit status 1 only says some file did not compile (test data, other Python versions'
+    # syntax in vendored files); those are compiled, and fail, on import as before.
+    subprocess.run([str(VENV_PYTHON), "-m", "compileall", "-q", "-j", "0", *map(str, places)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    BYTECODE_STAMP.parent.mkdir(exist_ok=True)
+    BYTECODE_STAMP.write_text(current + "\n")
+    return "modules compiled"
+
+
 def prepare_model() -> str:
     model = knobs.text("REPRO_MODEL")
     target = knobs.path("REPRO_MODEL")
@@ -220,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         *([("uv lock", relock)] if args.relock else []),
         ("uv environment (.venv)", sync),
         ("vLLM CPU kernel libraries", ensure_kernels),
+        ("bytecode (.pyc)", compile_bytecode),
         ("model", prepare_model),
         ("platform programs (Redis, Prometheus, iproute2, Chromium)", system.ensure),
         ("checks", lambda: run_checks(args.check)),
