@@ -182,7 +182,9 @@ def compile_bytecode() -> str:
     places = [*VENV.glob("lib/python3*/site-packages"), ROOT / "src", *(src.path / src.key for src in pins.sources())]
     # Exit status 1 only says some file did not compile (test data, other Python versions'
     # syntax in vendored files); those are compiled, and fail, on import as before.
-    subprocess.run([str(VENV_PYTHON), "-m", "compileall", "-q", "-j", "0", *map(str, places)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(VENV_PYTHON), "-m", "compileall", "-q", "-j", "0", *map(str, places)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     BYTECODE_STAMP.parent.mkdir(exist_ok=True)
     BYTECODE_STAMP.write_text(current + "\n")
     return "modules compiled"
