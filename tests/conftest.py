@@ -17,6 +17,7 @@ from scripted_servers import ScriptedServer
 # Tests never write tracked files: what they record (the fault table, results/bugs.json, the
 # results index) goes to .repro/test-results/ unless REPRO_TEST_RECORD=1 asks for results/.
 RECORD = config.get("REPRO_TEST_RECORD") == "1"
+PRISTINE = config.get("REPRO_TEST_PRISTINE") == "1"
 if not RECORD:
     TEST_RESULTS = config.ROOT / ".repro" / "test-results"
     shutil.rmtree(TEST_RESULTS, ignore_errors=True)
@@ -25,8 +26,19 @@ if not RECORD:
 
 
 # Tokens generated per request in the suite (the recorded runs use the default, 32): the
-# verdicts compare outputs token by token either way, and each token costs ~0.1 s on 2 cores.
-os.environ.setdefault("REPRO_MAX_TOKENS", "8")
+# verdicts compare outputs token by token either way, and each decode step costs ~0.05 s here.
+os.environ.setdefault("REPRO_MAX_TOKENS", "4")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The pristine cases (marker pristine) only when asked for: REPRO_TEST_PRISTINE=1
+    (scripts/test.sh --pristine) or a -m expression that names them."""
+    if PRISTINE or "pristine" in (config.option.markexpr or ""):
+        return
+    deselected = [item for item in items if item.get_closest_marker("pristine")]
+    if deselected:
+        items[:] = [item for item in items if not item.get_closest_marker("pristine")]
+        config.hook.pytest_deselected(items=deselected)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 ROWS: dict[str, dict[str, str]] = {}
 PROMPT = "640"
 MODES = ["upstream", "all"]
+# The pristine cases run on request (scripts/test.sh --pristine): each bug they show also has an
+# upstream-style test that fails on the pristine release in every suite run (test_upstream_tests.py).
+PARAMS = [pytest.param("upstream", marks=pytest.mark.pristine), "all"]
 COLUMNS = {"upstream": "pristine upstream (REPRO_PATCHES=upstream)", "all": "with the workspace's patches"}
 SAME = "same code in both modes (no patch concerns it)"
 ORPHAN_WAIT_S = 10.0
@@ -196,7 +199,7 @@ def stop_all(*servers: ScriptedServer) -> str:
     return "none"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", PARAMS)
 def test_stale_entries_after_a_dtype_change(env, mode) -> None:
     """Bug: LMCache keys KV by model, not dtype/layout (patch 0004-kv-namespace-carries-layout).
     Upstream: a bfloat16 vLLM finds the float32 entries (load fails, recomputed); the workspace's
@@ -256,7 +259,7 @@ def test_stale_entries_after_a_dtype_change(env, mode) -> None:
         assert hits == 0 and not mismatch, f"with the patch a bfloat16 vLLM still found {hits} tokens of float32 KV"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", PARAMS)
 def test_lmcache_killed_between_cold_and_warm_then_restarted(env, mode) -> None:
     """Bug: after the LMCache server dies, vLLM's next request stalls until the connector's
     heartbeat gives up (patch 0006-dead-server-detected-on-disconnect). Also bug: the worker's
@@ -337,7 +340,7 @@ def test_lmcache_killed_between_cold_and_warm_then_restarted(env, mode) -> None:
         assert stall < 2, f"with the patch the first request after the kill still stalled {stall:.1f} s"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", PARAMS)
 def test_api_server_killed_leaves_no_orphans(env, mode, tmp_path) -> None:
     """Bug: vLLM's EngineCore outlives a SIGKILLed API server (patch vllm/0004-engine-exits-with-parent).
     vLLM is started directly (forked by the mode's preload server when one runs, as the start
@@ -391,7 +394,7 @@ def test_api_server_killed_leaves_no_orphans(env, mode, tmp_path) -> None:
         assert not orphans, happened
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", PARAMS)
 def test_bad_input_to_lmcache(env, mode) -> None:
     """Bug: one malformed ZMQ message ends LMCache's request loop while /healthcheck still says
     healthy (patch 0003-mq-loop-survives-bad-messages). The bad-input suite on both of

@@ -9,6 +9,8 @@ Standard library only.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from reproduce_vllm_lmcache.workspace.checkouts import git
@@ -65,8 +67,18 @@ def worktree(checkout: Path, tree: Path, commit: str) -> Path:
         made = git(checkout, "worktree", "add", "--detach", str(tree), commit, check=False)
         if made.returncode != 0:
             raise TreeError(f"cannot make {tree}: {made.stderr.strip()}")
+    compile_bytecode(tree / checkout.name.lower())
     copy_build_outputs(checkout, tree)
     return tree
+
+
+def compile_bytecode(package: Path, force: bool = False) -> None:
+    """A tree's package compiled to .pyc (once: its top __pycache__ says it was, unless ``force``
+    after an edit such as a patch), as setup does for the checkouts. Where PYTHONDONTWRITEBYTECODE
+    is set, every server start would otherwise compile what it imports again."""
+    if package.is_dir() and (force or not (package / "__pycache__").is_dir()):
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(package)], check=False, **quiet)
 
 
 def remove(checkout: Path, tree: Path) -> None:

@@ -51,6 +51,8 @@ def ensure(src: Source) -> Path:
             raise UpstreamError(str(exc)) from exc
         for patch in kept:
             patches.apply(tree, patch)
+        trees.compile_bytecode(tree / src.key, force=True)
+    trees.compile_bytecode(tree / src.key)
     trees.copy_build_outputs(src.path, tree)
     return tree
 
