@@ -34,15 +34,19 @@ load_s=$(awk -v m="$REPRO_SOAK_MINUTES" 'BEGIN { printf "%d", m * 60 }')
 
 # bench_loop WORKLOAD DEADLINE: rounds of one `lmcache bench engine` workload until DEADLINE
 # (epoch s), each round in bench/WORKLOAD/round-NNN (per-request CSV). A round with failed
-# requests exits 1; the loop goes on (the failures are in its CSV).
+# requests exits 1; the loop goes on (the failures are in its CSV). No round starts with less
+# than 20 s left; a chat round lasts at most the time left, and a document round, which has no
+# duration of its own, starts only when at least the last one's time is left (else it would run
+# past the deadline alone).
 bench_loop() {
-  local kind=$1 deadline=$2 round=0 left out status
+  local kind=$1 deadline=$2 round=0 left out status took=0 began
   local url model
   url=$("$REPRO" url vllm)
   model=$(curl -sf "$url/v1/models" | "$REPO_ROOT/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')
   while :; do
     left=$((deadline - $(date +%s)))
-    ((left >= 20)) || break
+    ((left >= 20)) && [[ $kind == chat || $left -ge $took ]] || break
+    began=$(date +%s)
     round=$((round + 1))
     out="$run_dir/bench/$kind/round-$(printf %03d "$round")"
     mkdir -p "$out"
@@ -62,7 +66,8 @@ bench_loop() {
     status=0
     LMCACHE_DISABLE_BANNER=1 "$REPO_ROOT/.venv/bin/lmcache" bench engine --no-interactive -q --json --engine-url "$url" \
       --model "$model" --seed "$round" --output-dir "$out" "${args[@]}" >"$out/bench.log" 2>&1 || status=$?
-    echo "$kind round $round: exit $status"
+    took=$(($(date +%s) - began))
+    echo "$kind round $round: exit $status after $took s"
   done
 }
 

@@ -47,10 +47,12 @@ def preload_server(request):
     if not wanted or config.get("REPRO_PRELOAD") != "auto":
         yield None
         return
-    # One per REPRO_PATCHES mode: upstream mode's imports the pristine trees (tests run both).
+    # One per REPRO_PATCHES mode the run needs: upstream mode's imports the pristine trees (only
+    # the pristine cases run servers in that mode).
+    modes = ["all", *(["upstream"] if any(item.get_closest_marker("pristine") for item in request.session.items) else [])]
     servers = []
     try:
-        for mode in ("all", "upstream"):
+        for mode in modes:
             env = {**os.environ, "REPRO_LOG_DIR": str(config.ROOT / ".repro/logs/tests"), "REPRO_PATCHES": mode}
             servers.append(ScriptedServer("preload.sh", env))
         for server in servers:

@@ -19,7 +19,7 @@ def test_fuzz_finds_no_server_error_and_servers_still_hit(tmp_path) -> None:
     env = {
         **os.environ,
         "REPRO_RESULTS_DIR": str(tmp_path),
-        "REPRO_FUZZ_EXAMPLES": "3",
+        "REPRO_FUZZ_EXAMPLES": "2",
         "REPRO_FUZZ_MAX_TIME_S": "10",
         # Shorter limits than the recorded run: the targeted prompts at the model length cost
         # less, and a generated request without max_tokens stops after 32 tokens instead of
