@@ -27,7 +27,7 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
     env = {
         **os.environ,
         "REPRO_RESULTS_DIR": str(tmp_path),
-        "REPRO_BENCH_PROMPT_TOKENS": "256,640",
+        "REPRO_BENCH_PROMPT_TOKENS": "640",  # one length: the recorded sweep has the rest
         "REPRO_BENCH_CHUNK_SIZES": "256",
         "REPRO_BENCH_REPEATS": "2",
         "REPRO_BENCH_MAX_MODEL_LEN": "4096",
@@ -36,20 +36,19 @@ def test_bench_sweep_records_points_floors_and_plots(tmp_path) -> None:
     (run_dir,) = (tmp_path / "runs").glob("*-bench")
     data = json.loads((run_dir / "bench.json").read_text())
     points = {(p["cache"], p["chunk_size"], p["prompt_tokens"]): p for p in data["points"]}
-    assert set(points) == {(c, k, n) for c, k in (("none", 0), ("apc", 0), ("lmcache", 256)) for n in (256, 640)}
-    for length in (256, 640):
-        apc = points[("apc", 0, length)]  # vLLM's own prefix cache: whole 64-token blocks, no LMCache
-        assert apc["warm_hit_tokens"] > 0 and apc["warm_read_chunks"] == 0 and apc["identical"]
-        p = points[("lmcache", 256, length)]
-        assert p["apc_warm_ttft_s"] == apc["warm_ttft_s"] and p["warm_over_apc"] > 0
-        assert p["repeats"] == 2 and len(p["warm_ttft_samples"]) == 2
-        assert p["warm_hit_tokens"] == full_chunks(length, 256) and p["identical"]
-        # The floor is a model (its tail term uses the cold request's average prefill rate): a warm
-        # request may reach it; far below it would mean a broken floor.
-        assert 0 < p["floor_s"] < 1.25 * p["warm_ttft_s"] and p["warm_ttft_s"] < p["cold_ttft_s"]
-        assert p["breakdown"]["lmcache_retrieve_s"] > 0 and p["breakdown"]["vllm_prefill_s"] > 0
-        assert p["cold_vs_no_connector"]["verdict"] in ("faster", "slower", "no change", "too few samples")
-    assert points[("lmcache", 256, 640)]["cold_ttft_s"] > points[("lmcache", 256, 256)]["cold_ttft_s"]
+    length = 640
+    assert set(points) == {(c, k, length) for c, k in (("none", 0), ("apc", 0), ("lmcache", 256))}
+    apc = points[("apc", 0, length)]  # vLLM's own prefix cache: whole 64-token blocks, no LMCache
+    assert apc["warm_hit_tokens"] > 0 and apc["warm_read_chunks"] == 0 and apc["identical"]
+    p = points[("lmcache", 256, length)]
+    assert p["apc_warm_ttft_s"] == apc["warm_ttft_s"] and p["warm_over_apc"] > 0
+    assert p["repeats"] == 2 and len(p["warm_ttft_samples"]) == 2
+    assert p["warm_hit_tokens"] == full_chunks(length, 256) and p["identical"]
+    # The floor is a model (its tail term uses the cold request's average prefill rate): a warm
+    # request may reach it; far below it would mean a broken floor.
+    assert 0 < p["floor_s"] < 1.25 * p["warm_ttft_s"] and p["warm_ttft_s"] < p["cold_ttft_s"]
+    assert p["breakdown"]["lmcache_retrieve_s"] > 0 and p["breakdown"]["vllm_prefill_s"] > 0
+    assert p["cold_vs_no_connector"]["verdict"] in ("faster", "slower", "no change", "too few samples")
     for c in data["configurations"]:
         assert c["vllm_ready_s"] > 0 and c["machine"]["copy_bytes_per_s"] > 1e8
     for png in ("bench-ttft.png", "bench-ratios.png"):
