@@ -35,9 +35,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (scripts/test.sh --pristine) or a -m expression that names them."""
     if PRISTINE or "pristine" in (config.option.markexpr or ""):
         return
-    deselected = [item for item in items if item.get_closest_marker("pristine")]
+    kept, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("pristine") else kept).append(item)
     if deselected:
-        items[:] = [item for item in items if not item.get_closest_marker("pristine")]
+        items[:] = kept
         config.hook.pytest_deselected(items=deselected)
 
 

@@ -72,13 +72,21 @@ def worktree(checkout: Path, tree: Path, commit: str) -> Path:
     return tree
 
 
+def compile_modules(places: list[Path], python: str = sys.executable) -> None:
+    """Every module under ``places`` compiled to .pyc by ``python`` (compileall skips those
+    already current). Python does this on first import by itself, except where
+    PYTHONDONTWRITEBYTECODE is set (some CI machines and containers): there every process
+    compiles all it imports again. A file that does not compile (test data, vendored files of
+    other Python versions) is left to fail on import as before."""
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", *map(str, places)], check=False, **quiet)
+
+
 def compile_bytecode(package: Path, force: bool = False) -> None:
-    """A tree's package compiled to .pyc (once: its top __pycache__ says it was, unless ``force``
-    after an edit such as a patch), as setup does for the checkouts. Where PYTHONDONTWRITEBYTECODE
-    is set, every server start would otherwise compile what it imports again."""
+    """A tree's package compiled (once: its top __pycache__ says it was, unless ``force`` after
+    an edit such as a patch), as setup does for the checkouts."""
     if package.is_dir() and (force or not (package / "__pycache__").is_dir()):
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(package)], check=False, **quiet)
+        compile_modules([package])
 
 
 def remove(checkout: Path, tree: Path) -> None:

@@ -43,7 +43,8 @@ def ensure(src: Source) -> Path:
     """The upstream-mode tree of one checkout, made or refreshed; returns its path."""
     tree = UPSTREAM_DIR / src.checkout
     kept = [p for p in patches.for_checkout(src.checkout) if p.needed_to_run]
-    if not _current(tree, src, kept):
+    remade = not _current(tree, src, kept)
+    if remade:
         trees.remove(src.path, tree)
         try:
             trees.worktree(src.path, tree, trees.commit_of(src.path, src.git_tag))
@@ -51,8 +52,7 @@ def ensure(src: Source) -> Path:
             raise UpstreamError(str(exc)) from exc
         for patch in kept:
             patches.apply(tree, patch)
-        trees.compile_bytecode(tree / src.key, force=True)
-    trees.compile_bytecode(tree / src.key)
+    trees.compile_bytecode(tree / src.key, force=remade)  # remade: the patched files again
     trees.copy_build_outputs(src.path, tree)
     return tree
 
