@@ -39,16 +39,11 @@ done
 
 declare -A LM_PID=() VL_PID=()
 PRELOAD_STARTED=""
-stop_arms() {
-  local arm
-  for arm in b a; do
-    [[ -z ${VL_PID[$arm]:-} ]] || stop_server "vllm-$arm" "${VL_PID[$arm]}" "$REPRO_LOG_DIR/vllm-$arm.log"
-    VL_PID[$arm]=""
-  done
-  for arm in b a; do
-    [[ -z ${LM_PID[$arm]:-} ]] || stop_server "lmcache-$arm" "${LM_PID[$arm]}" "$REPRO_LOG_DIR/lmcache-$arm.log"
-    LM_PID[$arm]=""
-  done
+stop_arms() { # both vLLMs at once, then both LMCaches (whose clients they are)
+  stop_servers vllm-a "${VL_PID[a]:-}" "$REPRO_LOG_DIR/vllm-a.log" vllm-b "${VL_PID[b]:-}" "$REPRO_LOG_DIR/vllm-b.log"
+  VL_PID=()
+  stop_servers lmcache-a "${LM_PID[a]:-}" "$REPRO_LOG_DIR/lmcache-a.log" lmcache-b "${LM_PID[b]:-}" "$REPRO_LOG_DIR/lmcache-b.log"
+  LM_PID=()
   [[ -z $PRELOAD_STARTED ]] || stop_server preload "$PRELOAD_STARTED" "$REPRO_LOG_DIR/preload.log"
   PRELOAD_STARTED=""
 }
@@ -86,7 +81,14 @@ for arm in a b; do
   in_arm "$arm" launch_vllm "vllm-$arm" "$REPRO_LOG_DIR/vllm-$arm.log"
   VL_PID[$arm]=$SERVER_PID
 done
-for arm in a b; do in_arm "$arm" await_vllm "vllm-$arm" "${VL_PID[$arm]}" "$REPRO_LOG_DIR/vllm-$arm.log"; done
+for arm in a b; do in_arm "$arm" ready_vllm "vllm-$arm" "${VL_PID[$arm]}" "$REPRO_LOG_DIR/vllm-$arm.log"; done
+# Both warm-up requests at once (each is mostly the sampler's compile, one per process).
+warmers=()
+for arm in a b; do
+  in_arm "$arm" warm_vllm "vllm-$arm" "${VL_PID[$arm]}" "$REPRO_LOG_DIR/vllm-$arm.log" &
+  warmers+=("$!")
+done
+for pid in "${warmers[@]}"; do wait "$pid"; done
 t_start=$((SECONDS - started))
 
 t0=$SECONDS

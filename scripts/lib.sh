@@ -265,7 +265,7 @@ up_lmcache() {
 
 # launch_vllm NAME LOG / await_vllm NAME PID LOG: start vLLM in the background (after its
 # preflight and, when it uses the connector, the namespace guard; sets SERVER_PID), then wait
-# until it answers and send the warm-up (sets READY_S).
+# until it answers (ready_vllm) and send the warm-up (warm_vllm; sets READY_S).
 launch_vllm() {
   "$REPRO" preflight vllm
   [[ $REPRO_CONNECTOR == 0 ]] || "$REPRO" guard
@@ -273,9 +273,10 @@ launch_vllm() {
   start_server "$1" "$2" "${CMD[@]}"
 }
 await_vllm() {
-  wait_ready "$1" "$2" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$3"
-  warm_vllm "$1" "$2" "$3"
+  ready_vllm "$@"
+  warm_vllm "$@"
 }
+ready_vllm() { wait_ready "$1" "$2" "$("$REPRO" url vllm)/v1/models" "$REPRO_VLLM_READY_TIMEOUT" "$3"; }
 
 # up_vllm LOG: start vLLM and wait until it is ready. Sets VLLM_PID, VLLM_LOG and READY_S.
 up_vllm() {
@@ -322,6 +323,21 @@ clear_lmcache() {
 stop_server() {
   "$REPRO" proc stop "$2" --name "$1" --log "$3" --grace "${4:-30}" || echo "error: could not stop $1 (pid $2) cleanly" >&2
   wait "$2" 2>/dev/null || true
+}
+
+# stop_servers NAME PID LOG [NAME PID LOG...]: stop_server for several servers at once (their
+# shutdowns, ~2-3 s each, overlap); an empty PID is skipped.
+stop_servers() {
+  local stoppers=() servers=()
+  while [[ $# -ge 3 ]]; do
+    if [[ -n $2 ]]; then
+      stop_server "$1" "$2" "$3" &
+      stoppers+=("$!") servers+=("$2")
+    fi
+    shift 3
+  done
+  [[ ${#stoppers[@]} -eq 0 ]] || wait "${stoppers[@]}" || true
+  [[ ${#servers[@]} -eq 0 ]] || wait "${servers[@]}" 2>/dev/null || true
 }
 
 # run_foreground NAME URL TIMEOUT CMD...: a server in the foreground of a terminal (A or B):

@@ -105,6 +105,13 @@ PRELOAD = (
     "transformers.video_processing_utils",
     "transformers.tokenization_utils_sentencepiece",
     "zmq.asyncio",
+    # What vLLM's first request with logprobs imports when it compiles the sampler's
+    # batched_count_greater_than (py-spy of the warm-up request).
+    "torch.distributed.tensor.experimental",
+    "sympy.tensor.tensor",
+    "torch._inductor.codegen.memory_planning",
+    "torch._inductor.codegen.wrapper_fxir",
+    "torch.fx.experimental.validator",
 )
 # With --with-vllm: what `vllm serve` imports before it serves (API server, engine core, CPU
 # worker), so a forked vLLM start skips them too.
@@ -235,6 +242,12 @@ class Server:
                 importlib.import_module(name)
             except Exception as exc:  # noqa: BLE001 - a missing optional library only costs time
                 print(f"preload: {name} not preloaded ({exc.__class__.__name__}: {exc})", flush=True)
+        # The hash of torch's own sources that every torch.compile cache lookup keys on (the
+        # first compile in each server reads all of torch's files for it, ~0.7 s); cached in
+        # this process, so every forked server inherits it.
+        from torch._inductor.codecache import torch_key
+
+        torch_key()
         forbidden = ("lmcache",) if self.with_vllm else ("vllm", "lmcache")
         leaked = [m for m in sys.modules if m.split(".")[0] in forbidden]
         if leaked:
