@@ -2,7 +2,7 @@
 # Attribution matrix: the same prompts under four configurations -- no cache (none), vLLM's
 # prefix cache only (apc), LMCache only (lmcache), both -- plus a vLLM restart against the
 # same LMCache (cross-instance), the scenarios (unrelated prompt, shared prefix, multi-turn
-# chat) and the engine_driven transfer mode over its pickle and shm data paths. vLLM restarts
+# chat; with both caches: a prompt vLLM's cache covers, one it covers in part) and the engine_driven transfer mode over its pickle and shm data paths. vLLM restarts
 # between configurations; LMCache stays up (cleared between them) except to switch to shm.
 # Writes results/runs/<UTC>-matrix/matrix.json and prints the table.
 set -euo pipefail
@@ -25,6 +25,8 @@ configuration() {
     --output "rounds-$name.json" || echo "configuration $name: verdicts failed (see above)"
   if [[ $name == lmcache ]]; then
     "$REPRO" scenarios --seed "$seed" --output "$run_dir/scenarios-lmcache.json" || true
+  elif [[ $name == both ]]; then
+    "$REPRO" scenarios --apc --seed "$seed" --output "$run_dir/scenarios-both.json" || true
   fi
   down_vllm
 }

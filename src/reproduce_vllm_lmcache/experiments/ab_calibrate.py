@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from reproduce_vllm_lmcache.knobs import KnobError
-from reproduce_vllm_lmcache.report import stats
 from reproduce_vllm_lmcache.report.ab import METRICS, measured
 from reproduce_vllm_lmcache.workspace import pins
 from reproduce_vllm_lmcache.workspace.checkouts import git
@@ -97,6 +96,8 @@ def _sessions(run: Path) -> list[dict[str, Any]]:
 def tally(sessions: list[dict[str, Any]], noise: float) -> dict[str, dict[str, int]]:
     """Per metric, how many sessions gave each verdict, judged at noise threshold ``noise``
     (each session's interval as recorded, its verdict recomputed)."""
+    from reproduce_vllm_lmcache.report import stats  # numpy: only when summarising
+
     out: dict[str, dict[str, int]] = {}
     for s in sessions:
         for e in s["effects"]:
@@ -160,6 +161,8 @@ def pooled_added_ms(sessions: list[dict[str, Any]], metric: str = "ttft_warm") -
 
 
 def summary(aa: Path, planted: Path, sleep_s: float) -> dict[str, Any]:
+    from reproduce_vllm_lmcache.report import stats  # numpy: only when summarising
+
     aa_sessions, pl_sessions = _sessions(aa), _sessions(planted)
     noise = stats.noise_threshold()  # the verdicts as a run with today's default would give them
     aa_tally, pl_tally = tally(aa_sessions, noise), tally(pl_sessions, noise)

@@ -79,6 +79,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("scenarios", help="negative, partial-prefix and multi-turn chat scenarios")
     p.add_argument("--seed", required=True, help="the seed of the cold/warm rounds run before")
     p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--apc", action="store_true", help="the prefix-cache scenarios (vLLM with its prefix cache and the connector)")
     p.set_defaults(func=lazy("experiments.scenarios:main"))
     p = sub.add_parser("matrix-report", help="merge a matrix run folder into matrix.json and print its table")
     p.add_argument("run_dir", type=Path)

@@ -48,6 +48,9 @@ class Round:
     lmcache_l2_stored_chunks: int = 0
     lmcache_l2_loaded_chunks: int = 0
     lmcache_l1_evicted_chunks: int = 0
+    # Lookups LMCache received, and read locks it released unread (patch 0008), during the request.
+    lmcache_lookups: int = 0
+    lmcache_l1_released_chunks: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -195,13 +198,16 @@ def measure(client: requests.Session, settings: Settings, name: str, label: str,
         lmcache_l2_stored_chunks=after.delta(before, metrics.LMCACHE_L2_STORED),
         lmcache_l2_loaded_chunks=after.delta(before, metrics.LMCACHE_L2_LOADED),
         lmcache_l1_evicted_chunks=after.delta(before, metrics.LMCACHE_L1_EVICTED),
+        lmcache_lookups=after.delta(before, metrics.LMCACHE_LOOKUPS),
+        lmcache_l1_released_chunks=after.delta(before, metrics.LMCACHE_RELEASED),
     )
 
 
 def report_round(r: Round) -> None:
     print(
         f"  {r.prompt} {r.name}: TTFT {r.ttft_s:.3f} s, total {r.total_s:.3f} s, "
-        f"LMCache chunks written {r.lmcache_l1_write_chunks} read {r.lmcache_l1_read_chunks}, "
+        f"LMCache lookups {r.lmcache_lookups}, chunks written {r.lmcache_l1_write_chunks} read {r.lmcache_l1_read_chunks}"
+        f" released {r.lmcache_l1_released_chunks}, "
         f"hit tokens external {r.vllm_external_hit_tokens} local {r.vllm_local_hit_tokens}",
         flush=True,
     )

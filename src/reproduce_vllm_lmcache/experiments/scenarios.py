@@ -1,7 +1,8 @@
 """Scenarios beyond the repeated prompt, each with a verdict from the servers' counters.
 
 Run against a vLLM with the connector and APC off, after the matrix's cold/warm rounds of the
-same seed (so the long prompt is already stored in LMCache).
+same seed (so the long prompt is already stored in LMCache); the --apc ones against a vLLM with
+both its prefix cache and the connector.
 """
 
 from __future__ import annotations
@@ -73,6 +74,69 @@ def multi_turn_chat(session: Session, seed: str, timeout: float) -> dict[str, An
     )
 
 
+# The LMCache patches these scenarios show the effect of (their "before" is REPRO_PATCHES=upstream).
+SKIP_PATCH = "0007-apc-covered-prompt-not-looked-up"
+RELEASED_PATCH = "0008-released-locks-not-counted-as-reads"
+
+
+def apc_covered(session: Session, seed: str, timeout: float, skip: bool) -> dict[str, Any]:
+    """With vLLM's prefix cache on: a prompt of ten whole chunks and a few tokens more, sent
+    twice. The second time vLLM's own cache holds every whole chunk a lookup could report, so
+    (patch 0007) the connector sends LMCache no lookup: no locks, nothing counted as read."""
+    chunk = session.settings.chunk_size
+    ids = session.prompt(10 * chunk + 10, seed=f"{seed}-apc")
+    cold = session.round("cold", f"p{len(ids)}-apc", ids, timeout)
+    warm = session.round("warm", f"p{len(ids)}-apc", ids, timeout)
+    want_lookups = 0 if skip else 1
+    ok = (
+        cold.lmcache_l1_write_chunks == 10
+        and warm.vllm_local_hit_tokens == 10 * chunk
+        and warm.vllm_external_hit_tokens == 0
+        and warm.lmcache_lookups == want_lookups
+        and (warm.lmcache_l1_read_chunks + warm.lmcache_l1_released_chunks == 0 or not skip)
+    )
+    detail = (
+        f"warm: {warm.vllm_local_hit_tokens} tokens from vLLM's prefix cache, LMCache lookups {warm.lmcache_lookups}, "
+        f"chunks read {warm.lmcache_l1_read_chunks}, released {warm.lmcache_l1_released_chunks} "
+        f"(want {10 * chunk}, {want_lookups} lookups{', 0 read, 0 released' if skip else ''}; patch {SKIP_PATCH} "
+        f"{'in effect' if skip else 'left out'})"
+    )
+    return verdict("prefix cache covers the prompt", ok, detail, [cold, warm])
+
+
+def apc_partial(session: Session, seed: str, timeout: float, released: bool) -> dict[str, Any]:
+    """With vLLM's prefix cache on: the first ten chunks of apc_covered's prompt and 200 new
+    tokens. vLLM holds the ten chunks, a lookup could report more, so the connector looks up
+    (from token 0: it locks the ten chunks too, and releases them unread); LMCache has nothing
+    beyond them, so nothing is read (patch 0008: the releases are not counted as reads)."""
+    chunk = session.settings.chunk_size
+    ids = session.prompt(10 * chunk + 10, seed=f"{seed}-apc")[: 10 * chunk] + session.prompt(200, seed=f"{seed}-apc-tail")
+    r = session.round("partial", f"p{len(ids)}-apc-shared{10 * chunk}", ids, timeout)
+    ok = (
+        r.vllm_local_hit_tokens == 10 * chunk
+        and r.vllm_external_hit_tokens == 0
+        and r.lmcache_lookups == 1
+        and (r.lmcache_l1_read_chunks == 0 or not released)
+    )
+    detail = (
+        f"{r.vllm_local_hit_tokens} of {len(ids)} tokens from vLLM's prefix cache, LMCache lookups {r.lmcache_lookups}, "
+        f"chunks read {r.lmcache_l1_read_chunks}, released unread {r.lmcache_l1_released_chunks} "
+        f"(want {10 * chunk}, 1 lookup{', 0 read' if released else ''}; patch {RELEASED_PATCH} {'in effect' if released else 'left out'})"
+    )
+    return verdict("prefix cache covers part of the prompt", ok, detail, [r])
+
+
+def run_apc(session: Session, seed: str, timeout: float) -> list[dict[str, Any]]:
+    """The scenarios of a vLLM with both its prefix cache and the connector."""
+    from reproduce_vllm_lmcache.workspace import patches
+
+    mode = session.settings.patches
+    return [
+        apc_covered(session, seed, timeout, skip=patches.in_effect("LMCache", SKIP_PATCH, mode)),
+        apc_partial(session, seed, timeout, released=patches.in_effect("LMCache", RELEASED_PATCH, mode)),
+    ]
+
+
 def run_all(session: Session, seed: str, timeout: float) -> list[dict[str, Any]]:
     length = max(session.settings.prompt_tokens)
     stored = session.prompt(length, seed=f"{seed}-p{length}")  # the matrix's long prompt
@@ -84,12 +148,13 @@ def run_all(session: Session, seed: str, timeout: float) -> list[dict[str, Any]]
 
 
 def main(args: argparse.Namespace) -> int:
-    """``repro scenarios``: negative, partial-prefix and multi-turn chat scenarios on the running servers."""
+    """``repro scenarios``: negative, partial-prefix and multi-turn chat scenarios on the running
+    servers; --apc: the prefix-cache scenarios (a vLLM with its prefix cache and the connector)."""
     from reproduce_vllm_lmcache.servers.settings import Settings
 
     session = Session(Settings.from_env())
     try:
-        found = run_all(session, args.seed, knobs.Requests.from_env().timeout_s)
+        found = (run_apc if args.apc else run_all)(session, args.seed, knobs.Requests.from_env().timeout_s)
     finally:
         session.close()
     args.output.write_text(json.dumps({"scenarios": found}, indent=2) + "\n")

@@ -57,6 +57,8 @@ def kv_transfer_config(s: Settings) -> dict[str, object]:
             "lmcache.mp.host": f"tcp://{s.host}",
             "lmcache.mp.port": s.lmcache_port,
             "lmcache.mp.mp_transfer_mode": s.transfer_mode,
+            # LMCache patch 0009 (the pristine adapter ignores the key).
+            "lmcache.mp.lookup_wait_ms": s.lookup_wait_ms,
         },
     }
 

@@ -10,6 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 LMCACHE_WRITES = "lmcache_mp_l1_write_chunks_total"
 LMCACHE_READS = "lmcache_mp_l1_read_chunks_total"
+# Read locks released on chunks nobody read (a lookup's locks on what vLLM already held); with
+# the pristine LMCache (REPRO_PATCHES=upstream) these count as reads, patch 0008 parts them.
+LMCACHE_RELEASED = "lmcache_mp_l1_read_released_chunks_total"
 # LMCache's L2 tier and L1 eviction (chunks).
 LMCACHE_L2_STORED = "lmcache_mp_l2_store_completed_objects_chunks_total"
 LMCACHE_L2_LOADED = "lmcache_mp_l2_prefetch_load_completed_chunks_total"
@@ -73,6 +76,8 @@ class Counters:
 TRACKED = (
     LMCACHE_WRITES,
     LMCACHE_READS,
+    LMCACHE_RELEASED,
+    LMCACHE_LOOKUPS,
     LMCACHE_L2_STORED,
     LMCACHE_L2_LOADED,
     LMCACHE_L1_EVICTED,

@@ -138,6 +138,7 @@ class Settings:
     max_num_seqs: int
     vllm_kv_space_gb: int
     transfer_mode: str
+    lookup_wait_ms: float
     prefix_caching: bool
     enforce_eager: bool
     kv_load_failure_policy: str
@@ -241,6 +242,7 @@ class Settings:
             max_num_seqs=_int(env, "REPRO_MAX_NUM_SEQS"),
             vllm_kv_space_gb=_int(env, "REPRO_VLLM_KV_SPACE_GB"),
             transfer_mode=_choice(env, "REPRO_TRANSFER_MODE", TRANSFER_MODES),
+            lookup_wait_ms=knobs.number("REPRO_LOOKUP_WAIT_MS", env, positive=False),
             prefix_caching=_flag(env, "REPRO_PREFIX_CACHING"),
             enforce_eager=_flag(env, "REPRO_ENFORCE_EAGER"),
             kv_load_failure_policy=_choice(env, "REPRO_KV_LOAD_FAILURE_POLICY", FAILURE_POLICIES),

@@ -9,7 +9,6 @@ import shutil
 import sys
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 from reproduce_vllm_lmcache import knobs
@@ -39,6 +38,8 @@ def timeout() -> float:
 
 
 def open_url(url: str, accept: str | None = None):  # type: ignore[no-untyped-def]
+    import urllib.request  # http.client, ssl, email: ~30 ms, so only when something is fetched
+
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     return urllib.request.urlopen(request, timeout=timeout())
 
