@@ -75,6 +75,7 @@ def test_vllm_command_carries_the_connector_config() -> None:
         "lmcache.mp.host": "tcp://127.0.0.1",
         "lmcache.mp.port": 5555,
         "lmcache.mp.mp_transfer_mode": "engine_driven",
+        "lmcache.mp.lookup_wait_ms": 20.0,
     }
     assert "--kv-transfer-config" not in commands.vllm(s, connector=False)
     assert "--kv-transfer-config" not in commands.vllm(Settings.from_env({"REPRO_CONNECTOR": "0"}))
