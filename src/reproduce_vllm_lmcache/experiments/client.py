@@ -129,9 +129,11 @@ def complete(
     timeout: float,
     max_tokens: int | None = None,
     salt: str | None = None,
+    kv_transfer_params: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """One streamed greedy completion of a token-id prompt (settings.max_tokens output tokens
-    unless max_tokens says otherwise), under the tenant ``salt`` (vLLM's cache_salt) if given."""
+    unless max_tokens says otherwise), under the tenant ``salt`` (vLLM's cache_salt) if given;
+    ``kv_transfer_params``: per-request settings for the connector (LMCache's ``lmcache.*``)."""
     body: dict[str, object] = {
         "model": model,
         "prompt": ids,
@@ -143,6 +145,8 @@ def complete(
     }
     if salt is not None:
         body["cache_salt"] = salt
+    if kv_transfer_params is not None:
+        body["kv_transfer_params"] = kv_transfer_params
     return _stream(client, f"{settings.vllm_url}/v1/completions", body, timeout, chat=False)
 
 
@@ -241,6 +245,22 @@ class Session:
         started = time.perf_counter()
         complete(self.client, self.settings, self.model, ids, float(knobs.text("REPRO_REQUEST_TIMEOUT")), max_tokens=2)
         return time.perf_counter() - started
+
+    def probe_lookup(self) -> None:
+        """One request that makes the connector look its prompt up in LMCache and stores
+        nothing: a fresh prompt of one whole chunk and one token (shorter prompts, or ones vLLM's
+        own cache covers, are not looked up at all), with LMCache told to store none of it
+        (``lmcache.max_offload_tokens`` 0; its keys differ from every real request's)."""
+        ids = self.prompt(self.settings.chunk_size + 1, seed=f"probe-{time.time_ns()}")
+        complete(
+            self.client,
+            self.settings,
+            self.model,
+            ids,
+            float(knobs.text("REPRO_REQUEST_TIMEOUT")),
+            max_tokens=1,
+            kv_transfer_params={"lmcache.max_offload_tokens": 0},
+        )
 
     def prompt(self, tokens: int, seed: str) -> list[int]:
         return prompts.build(self.tokenize, tokens, seed)

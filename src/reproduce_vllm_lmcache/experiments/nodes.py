@@ -98,16 +98,16 @@ class Node:
         """Seconds until this node's vLLM uses its (restarted) LMCache server again: its
         connector's heartbeat has to find the server back (the worker re-registers its KV cache,
         the scheduler's side starts asking again). Until the server lists the registration (its
-        /status), then probed with requests shorter than one chunk (nothing is stored) until the
-        server counts the lookup they cause: lookups alone come back first, and find nothing
-        while the worker is not registered."""
+        /status), then probed with requests that are looked up and store nothing
+        (``Session.probe_lookup``) until the server counts the lookup they cause: lookups alone
+        come back first, and find nothing while the worker is not registered."""
         started = time.monotonic()
         url = self.session.settings.lmcache_http_url
         while True:
             with self.inside():
                 registered = lmcache_api.registered_kv_caches(lmcache_api.status(self.session.client, url)) > 0
                 before = metrics.scrape(self.session.client, url).get(metrics.LMCACHE_LOOKUPS, 0.0)
-                self.session.prime()
+                self.session.probe_lookup()
                 after = metrics.scrape(self.session.client, url).get(metrics.LMCACHE_LOOKUPS, 0.0)
             if registered and after > before:
                 return time.monotonic() - started
