@@ -2,8 +2,9 @@
 # Attribution matrix: the same prompts under four configurations -- no cache (none), vLLM's
 # prefix cache only (apc), LMCache only (lmcache), both -- plus a vLLM restart against the
 # same LMCache (cross-instance), the scenarios (unrelated prompt, shared prefix, multi-turn
-# chat; with both caches: a prompt vLLM's cache covers, one it covers in part) and the engine_driven transfer mode over its pickle and shm data paths. vLLM restarts
-# between configurations; LMCache stays up (cleared between them) except to switch to shm.
+# chat; with both caches: a prompt vLLM's cache covers, one it covers in part) and the
+# engine_driven transfer mode over its pickle and shm data paths. vLLM restarts between
+# configurations; LMCache stays up (cleared between them) except to switch to shm.
 # Writes results/runs/<UTC>-matrix/matrix.json and prints the table.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -77,20 +77,21 @@ def multi_turn_chat(session: Session, seed: str, timeout: float) -> dict[str, An
 # The LMCache patches these scenarios show the effect of (their "before" is REPRO_PATCHES=upstream).
 SKIP_PATCH = "0007-apc-covered-prompt-not-looked-up"
 RELEASED_PATCH = "0008-released-locks-not-counted-as-reads"
+# Whole chunks of the prefix-cache scenarios' prompt (it has ten tokens more).
+APC_CHUNKS = 10
 
 
-def apc_covered(session: Session, seed: str, timeout: float, skip: bool) -> dict[str, Any]:
-    """With vLLM's prefix cache on: a prompt of ten whole chunks and a few tokens more, sent
-    twice. The second time vLLM's own cache holds every whole chunk a lookup could report, so
-    (patch 0007) the connector sends LMCache no lookup: no locks, nothing counted as read."""
+def apc_covered(session: Session, ids: list[int], timeout: float, skip: bool) -> dict[str, Any]:
+    """With vLLM's prefix cache on: ``ids`` (APC_CHUNKS whole chunks and a few tokens more),
+    sent twice. The second time vLLM's own cache holds every whole chunk a lookup could report,
+    so (patch 0007) the connector sends LMCache no lookup: no locks, nothing counted as read."""
     chunk = session.settings.chunk_size
-    ids = session.prompt(10 * chunk + 10, seed=f"{seed}-apc")
     cold = session.round("cold", f"p{len(ids)}-apc", ids, timeout)
     warm = session.round("warm", f"p{len(ids)}-apc", ids, timeout)
     want_lookups = 0 if skip else 1
     ok = (
-        cold.lmcache_l1_write_chunks == 10
-        and warm.vllm_local_hit_tokens == 10 * chunk
+        cold.lmcache_l1_write_chunks == APC_CHUNKS
+        and warm.vllm_local_hit_tokens == APC_CHUNKS * chunk
         and warm.vllm_external_hit_tokens == 0
         and warm.lmcache_lookups == want_lookups
         and (warm.lmcache_l1_read_chunks + warm.lmcache_l1_released_chunks == 0 or not skip)
@@ -98,22 +99,22 @@ def apc_covered(session: Session, seed: str, timeout: float, skip: bool) -> dict
     detail = (
         f"warm: {warm.vllm_local_hit_tokens} tokens from vLLM's prefix cache, LMCache lookups {warm.lmcache_lookups}, "
         f"chunks read {warm.lmcache_l1_read_chunks}, released {warm.lmcache_l1_released_chunks} "
-        f"(want {10 * chunk}, {want_lookups} lookups{', 0 read, 0 released' if skip else ''}; patch {SKIP_PATCH} "
+        f"(want {APC_CHUNKS * chunk}, {want_lookups} lookups{', 0 read, 0 released' if skip else ''}; patch {SKIP_PATCH} "
         f"{'in effect' if skip else 'left out'})"
     )
     return verdict("prefix cache covers the prompt", ok, detail, [cold, warm])
 
 
-def apc_partial(session: Session, seed: str, timeout: float, released: bool) -> dict[str, Any]:
-    """With vLLM's prefix cache on: the first ten chunks of apc_covered's prompt and 200 new
-    tokens. vLLM holds the ten chunks, a lookup could report more, so the connector looks up
-    (from token 0: it locks the ten chunks too, and releases them unread); LMCache has nothing
+def apc_partial(session: Session, stored: list[int], seed: str, timeout: float, released: bool) -> dict[str, Any]:
+    """With vLLM's prefix cache on: the whole chunks of apc_covered's prompt (``stored``) and 200
+    new tokens. vLLM holds those chunks, a lookup could report more, so the connector looks up
+    (from token 0: it locks those chunks too, and releases them unread); LMCache has nothing
     beyond them, so nothing is read (patch 0008: the releases are not counted as reads)."""
-    chunk = session.settings.chunk_size
-    ids = session.prompt(10 * chunk + 10, seed=f"{seed}-apc")[: 10 * chunk] + session.prompt(200, seed=f"{seed}-apc-tail")
-    r = session.round("partial", f"p{len(ids)}-apc-shared{10 * chunk}", ids, timeout)
+    shared = APC_CHUNKS * session.settings.chunk_size
+    ids = stored[:shared] + session.prompt(200, seed=f"{seed}-apc-tail")
+    r = session.round("partial", f"p{len(ids)}-apc-shared{shared}", ids, timeout)
     ok = (
-        r.vllm_local_hit_tokens == 10 * chunk
+        r.vllm_local_hit_tokens == shared
         and r.vllm_external_hit_tokens == 0
         and r.lmcache_lookups == 1
         and (r.lmcache_l1_read_chunks == 0 or not released)
@@ -121,7 +122,7 @@ def apc_partial(session: Session, seed: str, timeout: float, released: bool) -> 
     detail = (
         f"{r.vllm_local_hit_tokens} of {len(ids)} tokens from vLLM's prefix cache, LMCache lookups {r.lmcache_lookups}, "
         f"chunks read {r.lmcache_l1_read_chunks}, released unread {r.lmcache_l1_released_chunks} "
-        f"(want {10 * chunk}, 1 lookup{', 0 read' if released else ''}; patch {RELEASED_PATCH} {'in effect' if released else 'left out'})"
+        f"(want {shared}, 1 lookup{', 0 read' if released else ''}; patch {RELEASED_PATCH} {'in effect' if released else 'left out'})"
     )
     return verdict("prefix cache covers part of the prompt", ok, detail, [r])
 
@@ -131,9 +132,10 @@ def run_apc(session: Session, seed: str, timeout: float) -> list[dict[str, Any]]
     from reproduce_vllm_lmcache.workspace import patches
 
     mode = session.settings.patches
+    stored = session.prompt(APC_CHUNKS * session.settings.chunk_size + 10, seed=f"{seed}-apc")
     return [
-        apc_covered(session, seed, timeout, skip=patches.in_effect("LMCache", SKIP_PATCH, mode)),
-        apc_partial(session, seed, timeout, released=patches.in_effect("LMCache", RELEASED_PATCH, mode)),
+        apc_covered(session, stored, timeout, skip=patches.in_effect("LMCache", SKIP_PATCH, mode)),
+        apc_partial(session, stored, seed, timeout, released=patches.in_effect("LMCache", RELEASED_PATCH, mode)),
     ]
 
 
